@@ -1,0 +1,75 @@
+"""`/api/v1/partnerships`: invite, accept, decline, suspend, resume, end, and the ceiling."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, get, post, put
+from litestar.status_codes import HTTP_200_OK
+
+from gateway.auth import request_meta
+from policies.ceiling import Ceiling
+from sharing import partnerships
+from sharing.partnerships import PartnershipAction, PartnershipView
+from tenants.roles import Actor
+
+__all__ = ["PartnershipController"]
+
+
+class PartnershipCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    noc: Annotated[str, msgspec.Meta(min_length=1, max_length=63, description="the NOC's slug")]
+    ceiling: Ceiling = msgspec.field(default_factory=Ceiling)
+
+
+class PartnershipController(Controller):
+    path = "/partnerships"
+    tags = ["partnerships"]
+
+    @get("/", operation_id="listPartnerships", summary="Partnerships of the caller's tenant")
+    async def list_partnerships(self, actor: Actor) -> list[PartnershipView]:
+        return await partnerships.list_partnerships(actor)
+
+    @post("/", operation_id="invitePartner", summary="The MSP invites a NOC")
+    async def invite(
+        self, actor: Actor, data: PartnershipCreate, request: Request[Any, Any, Any]
+    ) -> PartnershipView:
+        return await partnerships.invite(
+            actor, noc_slug=data.noc, ceiling=data.ceiling, request=request_meta(request)
+        )
+
+    @get("/{partnership_id:uuid}", operation_id="getPartnership", summary="One partnership")
+    async def get_partnership(self, actor: Actor, partnership_id: uuid.UUID) -> PartnershipView:
+        return await partnerships.get_partnership(actor, partnership_id)
+
+    @put(
+        "/{partnership_id:uuid}/ceiling",
+        operation_id="setPartnershipCeiling",
+        summary="The MSP changes what may ever be shared",
+    )
+    async def set_ceiling(
+        self,
+        actor: Actor,
+        partnership_id: uuid.UUID,
+        data: Ceiling,
+        request: Request[Any, Any, Any],
+    ) -> PartnershipView:
+        return await partnerships.set_ceiling(
+            actor, partnership_id, data, request=request_meta(request)
+        )
+
+    @post(
+        "/{partnership_id:uuid}/{action:str}",
+        operation_id="changePartnershipState",
+        summary="accept, decline, suspend, resume or end",
+        status_code=HTTP_200_OK,
+    )
+    async def change_state(
+        self,
+        actor: Actor,
+        partnership_id: uuid.UUID,
+        action: PartnershipAction,
+        request: Request[Any, Any, Any],
+    ) -> PartnershipView:
+        return await partnerships.act(actor, partnership_id, action, request=request_meta(request))

@@ -1,0 +1,159 @@
+"""The app factory: the one place where the gateway is assembled."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+
+from litestar import Litestar, Router
+from litestar.config.csrf import CSRFConfig
+from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.flash import FlashConfig, FlashPlugin
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.static_files import create_static_files_router
+from litestar.stores.base import Store
+from litestar.stores.memory import MemoryStore
+from litestar.stores.redis import RedisStore
+from litestar.template.config import TemplateConfig
+from redis.asyncio import Redis
+
+from gateway.api.account import AccountController, TokenController
+from gateway.api.health import healthz, readyz
+from gateway.api.partnerships import PartnershipController
+from gateway.auth import (
+    SESSION_COOKIE,
+    SESSION_STORE,
+    BearerExemptCSRFMiddleware,
+    RotatingSessionConfig,
+    api_actor,
+)
+from gateway.database import bind_database, close_database, open_database
+from gateway.middleware import RequestContextMiddleware
+from gateway.portal.views import PortalController
+from gateway.problems import exception_handlers
+from gateway.settings import Settings
+from gateway.throttle import MemoryThrottle, RedisThrottle, Throttle
+from tenants.root_key import EnvRootKey, FileRootKey, RootKeyProvider, derive_secret
+
+__all__ = ["create_app", "create_app_from_env", "root_key_provider"]
+
+_PORTAL = Path(__file__).parent / "portal"
+
+
+def root_key_provider(settings: Settings) -> RootKeyProvider:
+    if settings.root_key:
+        return EnvRootKey(settings.root_key)
+    return FileRootKey(settings.root_key_file)
+
+
+def create_app(settings: Settings) -> Litestar:
+    """Assemble the gateway for `settings`. Opens no connection until the app starts."""
+    logging.basicConfig(level=settings.log_level.upper())
+    engine = bind_database(settings)
+    root_keys = root_key_provider(settings)
+    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    session_store: Store
+    throttle: Throttle
+    if redis is not None:
+        session_store = RedisStore(redis, namespace=f"{settings.redis_namespace}:sessions")
+        throttle = RedisThrottle(redis, settings.redis_namespace)
+    else:
+        session_store = MemoryStore()
+        throttle = MemoryThrottle()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await open_database(engine)
+        try:
+            yield
+        finally:
+            await close_database(engine)
+            if redis is not None:
+                await redis.aclose()
+
+    session_config = RotatingSessionConfig(
+        key=SESSION_COOKIE,
+        store=SESSION_STORE,
+        max_age=int(timedelta(hours=settings.session_hours).total_seconds()),
+        renew_on_access=True,
+        secure=settings.secure_cookies,
+        httponly=True,
+        samesite="lax",
+    )
+    csrf_config = CSRFConfig(
+        secret=derive_secret(root_keys, "csrf").hex(),
+        cookie_name="shiftgate_csrf",
+        cookie_secure=settings.secure_cookies,
+        cookie_httponly=True,
+        cookie_samesite="strict",
+        header_name="x-csrf-token",
+        exclude=["/healthz", "/readyz", "/static", "/schema"],
+    )
+    template_config = TemplateConfig(directory=_PORTAL / "templates", engine=JinjaTemplateEngine)
+
+    api = Router(
+        path="/api/v1",
+        route_handlers=[AccountController, TokenController, PartnershipController],
+        dependencies={"actor": Provide(api_actor)},
+        security=[{"bearerAuth": []}, {"sessionCookie": []}],
+    )
+    app = Litestar(
+        route_handlers=[
+            healthz,
+            readyz,
+            api,
+            PortalController,
+            create_static_files_router(
+                path="/static", directories=[_PORTAL / "static"], include_in_schema=False
+            ),
+        ],
+        lifespan=[lifespan],
+        stores={SESSION_STORE: session_store},
+        middleware=[
+            RequestContextMiddleware,
+            session_config.middleware,
+            DefineMiddleware(BearerExemptCSRFMiddleware, config=csrf_config),
+        ],
+        template_config=template_config,
+        plugins=[FlashPlugin(FlashConfig(template_config=template_config))],
+        exception_handlers=exception_handlers(),
+        openapi_config=OpenAPIConfig(
+            title="Shiftgate",
+            version="0.1.0",
+            description="Partner-sharing gateway for managed service providers.",
+            path="/schema",
+            components=Components(
+                security_schemes={
+                    "bearerAuth": SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        description="A tenant API token (`sgt_...`)",
+                    ),
+                    "sessionCookie": SecurityScheme(
+                        type="apiKey",
+                        name=SESSION_COOKIE,
+                        security_scheme_in="cookie",
+                        description="A portal session; writes also need the CSRF header",
+                    ),
+                }
+            ),
+        ),
+        debug=False,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.redis = redis
+    app.state.throttle = throttle
+    app.state.root_keys = root_keys
+    return app
+
+
+def create_app_from_env() -> Litestar:
+    """Factory for `uvicorn --factory` and `shiftgate serve` with several workers."""
+    return create_app(Settings.from_env())

@@ -1,0 +1,179 @@
+"""Demo data: Northwind IT (MSP), NightOwl NOC, their people and an active partnership.
+
+Seeding twice changes nothing. Generated secrets are kept in `var/demo.json` (mode 0600) so that
+`shiftgate demo` can print them again; a secret that no longer works there is replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gateway.settings import Settings
+from policies.ceiling import Ceiling
+from sharing import accounts, clients, partnerships
+from sharing.partnerships import PartnershipAction, PartnershipStatus
+from tenants import service
+from tenants.errors import NotFound
+from tenants.passwords import hash_password, verify_password
+from tenants.roles import Actor, ActorKind, Role
+from tenants.tables import ApiToken, User
+
+__all__ = ["seed_demo"]
+
+_MSP = {"name": "Northwind IT", "slug": "northwind", "kind": "msp", "zone": "Europe/Berlin"}
+_NOC = {"name": "NightOwl NOC", "slug": "nightowl", "kind": "noc", "zone": "America/New_York"}
+_PEOPLE = [
+    ("northwind", "admin@northwind.example", "Nora Admin", Role.ADMIN),
+    ("northwind", "auditor@northwind.example", "Otto Auditor", Role.AUDITOR),
+    ("nightowl", "admin@nightowl.example", "Nick Admin", Role.ADMIN),
+    ("nightowl", "auditor@nightowl.example", "Ada Auditor", Role.AUDITOR),
+]
+_CLIENTS = [
+    ("Contoso Ltd", "CONTOSO", "Manufacturing, two sites, 24/7 production line."),
+    ("Fabrikam Inc", "FABRIKAM", "Law firm, one office, strict confidentiality."),
+]
+_TOKEN_NAME = "demo"
+
+
+def _facts_path(settings: Settings) -> Path:
+    return settings.var_dir / "demo.json"
+
+
+def _load_facts(settings: Settings) -> dict[str, Any]:
+    try:
+        return dict(json.loads(_facts_path(settings).read_text()))
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def _save_facts(settings: Settings, facts: dict[str, Any]) -> None:
+    path = _facts_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(facts, handle, indent=2)
+
+
+async def _tenant(spec: dict[str, str], system: Actor) -> service.TenantInfo:
+    try:
+        return await service.get_tenant_by_slug(spec["slug"])
+    except NotFound:
+        return await accounts.create_tenant(
+            name=spec["name"],
+            slug=spec["slug"],
+            kind=spec["kind"],
+            time_zone=spec["zone"],
+            actor=system,
+        )
+
+
+async def _person(
+    tenant: service.TenantInfo,
+    email: str,
+    name: str,
+    role: Role,
+    known_password: str | None,
+    system: Actor,
+) -> str:
+    """Ensure the user exists with a password we can print; return that password."""
+    row = await service.user_by_email(email)
+    if row is None:
+        password = secrets.token_urlsafe(12)
+        await accounts.create_user(
+            email=email,
+            display_name=name,
+            password=password,
+            tenant_id=tenant.id,
+            role=role.value,
+            actor=system,
+        )
+        return password
+    if known_password and verify_password(known_password, row["password_hash"]):
+        return known_password
+    password = secrets.token_urlsafe(12)
+    await User.update({User.password_hash: hash_password(password)}).where(User.id == row["id"])
+    return password
+
+
+async def _api_token(tenant: service.TenantInfo, known: str | None, admin: Actor) -> str:
+    now = datetime.now(UTC)
+    if known:
+        actor = await service.actor_for_token(known, now)
+        if actor is not None and actor.tenant_id == tenant.id:
+            return known
+    await ApiToken.update({ApiToken.revoked_at: now}).where(
+        (ApiToken.tenant_id == tenant.id)
+        & (ApiToken.name == _TOKEN_NAME)
+        & ApiToken.revoked_at.is_null()
+    )
+    issued = await accounts.issue_api_token(
+        admin, name=_TOKEN_NAME, scopes=["read", "write", "handoff", "audit"], expires_in_days=366
+    )
+    return issued.secret
+
+
+async def seed_demo(settings: Settings) -> dict[str, Any]:
+    """Create what is missing of the demo; return the demo facts (logins, token, ids)."""
+    system = Actor.system("demo")
+    previous = _load_facts(settings)
+    known_passwords = {login["email"]: login["password"] for login in previous.get("logins", [])}
+    msp = await _tenant(_MSP, system)
+    noc = await _tenant(_NOC, system)
+    tenants = {msp.slug: msp, noc.slug: noc}
+    logins = []
+    for slug, email, name, role in _PEOPLE:
+        password = await _person(
+            tenants[slug], email, name, role, known_passwords.get(email), system
+        )
+        logins.append({"tenant": slug, "role": role.value, "email": email, "password": password})
+
+    msp_admin = Actor(
+        kind=ActorKind.SYSTEM, id=None, label="demo", tenant_id=msp.id, tenant_kind=msp.kind
+    )
+    noc_admin = Actor(
+        kind=ActorKind.SYSTEM, id=None, label="demo", tenant_id=noc.id, tenant_kind=noc.kind
+    )
+    existing = {c.short_code: c for c in await clients.list_clients(msp_admin)}
+    client_ids = {}
+    for name, code, notes in _CLIENTS:
+        client = existing.get(code) or await clients.create_client(
+            msp_admin, name=name, short_code=code, notes=notes
+        )
+        client_ids[code] = str(client.id)
+
+    open_states = {PartnershipStatus.ACTIVE, PartnershipStatus.INVITED, PartnershipStatus.SUSPENDED}
+    current = next(
+        (
+            p
+            for p in await partnerships.list_partnerships(msp_admin)
+            if p.noc.id == noc.id and p.status in open_states
+        ),
+        None,
+    )
+    if current is None:
+        current = await partnerships.invite(
+            msp_admin, noc_slug=noc.slug, ceiling=Ceiling(max_grant_hours=16, secrets_allowed=True)
+        )
+    if current.status is PartnershipStatus.INVITED:
+        current = await partnerships.act(noc_admin, current.id, PartnershipAction.ACCEPT)
+    if current.status is PartnershipStatus.SUSPENDED:
+        suspender = msp_admin if current.suspended_by == msp.id else noc_admin
+        current = await partnerships.act(suspender, current.id, PartnershipAction.RESUME)
+
+    token = await _api_token(msp, previous.get("api_token"), msp_admin)
+    facts: dict[str, Any] = {
+        "portal_url": settings.base_url,
+        "msp": {"name": msp.name, "slug": msp.slug, "id": str(msp.id)},
+        "noc": {"name": noc.name, "slug": noc.slug, "id": str(noc.id)},
+        "clients": client_ids,
+        "partnership_id": str(current.id),
+        "logins": logins,
+        "api_token": token,
+    }
+    _save_facts(settings, facts)
+    return facts

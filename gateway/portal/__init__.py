@@ -1,0 +1,1 @@
+"""The web portal: Jinja templates and static files next to this package."""

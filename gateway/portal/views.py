@@ -1,0 +1,264 @@
+"""The web portal: sign-in, the dashboard and partnership pages. Server-rendered, CSRF on forms."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import FormMultiDict
+from litestar.exceptions import NotAuthorizedException
+from litestar.plugins.flash import flash
+from litestar.response import Redirect, Template
+from litestar.status_codes import (
+    HTTP_401_UNAUTHORIZED,
+    HTTP_422_UNPROCESSABLE_ENTITY,
+    HTTP_429_TOO_MANY_REQUESTS,
+)
+
+from gateway.auth import SESSION_TENANT, remember_sign_in, request_meta, resolve_actor
+from gateway.settings import Settings
+from policies.ceiling import Ceiling
+from policies.vocabulary import DocumentKind
+from sharing import accounts, partnerships
+from sharing.partnerships import PartnershipAction, PartnershipStatus
+from tenants import service
+from tenants.errors import DomainError
+from tenants.roles import Actor, Permission
+
+__all__ = ["PortalController", "error_page", "portal_actor"]
+
+
+async def portal_actor(request: Request[Any, Any, Any]) -> Actor:
+    """Dependency of portal pages: the signed-in user, or a redirect to the sign-in page."""
+    actor = await resolve_actor(request)
+    if actor is None:
+        raise NotAuthorizedException("sign in to continue")
+    return actor
+
+
+def error_page(
+    request: Request[Any, Any, Any],
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+) -> Response[Any]:
+    if status == HTTP_401_UNAUTHORIZED:
+        return Redirect("/login")
+    return Template(
+        "error.html",
+        context={"status": status, "title": title, "detail": detail},
+        status_code=status,
+        headers=headers,
+    )
+
+
+def _throttle_keys(email: str, address: str | None) -> tuple[str, str]:
+    return f"login:email:{service.normalise_email(email)}", f"login:addr:{address or '-'}"
+
+
+class PortalController(Controller):
+    path = "/"
+    include_in_schema = False
+
+    @get("/login", name="login")
+    async def login_page(self, request: Request[Any, Any, Any]) -> Template:
+        return Template("login.html", context={"email": "", "error": None})
+
+    @post("/login")
+    async def login(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        form = await request.form()
+        email = str(form.get("email", "")).strip()[:254]
+        password = str(form.get("password", ""))[:1024]
+        settings: Settings = request.app.state.settings
+        meta = request_meta(request)
+        throttle = request.app.state.throttle
+        email_key, address_key = _throttle_keys(email, meta.source_address)
+        if (
+            await throttle.count(email_key) >= settings.login_max_failures
+            or await throttle.count(address_key) >= settings.login_max_failures * 4
+        ):
+            await accounts.record_throttled_sign_in(email, meta)
+            return Template(
+                "login.html",
+                context={
+                    "email": email,
+                    "error": "Too many failed sign-ins. Wait a few minutes and try again.",
+                },
+                status_code=HTTP_429_TOO_MANY_REQUESTS,
+                headers={"Retry-After": str(settings.login_window_seconds)},
+            )
+        actor = await accounts.sign_in(email, password, meta) if email and password else None
+        if actor is None:
+            await throttle.hit(email_key, settings.login_window_seconds)
+            await throttle.hit(address_key, settings.login_window_seconds)
+            return Template(
+                "login.html",
+                context={"email": email, "error": "The email or the password is wrong."},
+                status_code=HTTP_401_UNAUTHORIZED,
+            )
+        await throttle.reset(email_key)
+        await remember_sign_in(request, actor)
+        return Redirect("/")
+
+    @post("/logout")
+    async def logout(self, request: Request[Any, Any, Any]) -> Redirect:
+        actor = await resolve_actor(request)
+        if actor is not None:
+            await accounts.sign_out(actor, request_meta(request))
+        request.clear_session()
+        return Redirect("/login")
+
+    @post("/tenant")
+    async def switch_tenant(self, request: Request[Any, Any, Any]) -> Redirect:
+        actor = await portal_actor(request)
+        form = await request.form()
+        try:
+            wanted = uuid.UUID(str(form.get("tenant_id", "")))
+        except ValueError:
+            flash(request, "Choose a tenant from the list.", category="error")
+            return Redirect("/")
+        if actor.id is not None and any(
+            m.tenant.id == wanted for m in await service.memberships_of(actor.id)
+        ):
+            request.session[SESSION_TENANT] = str(wanted)
+        else:
+            flash(request, "You are not a member of that tenant.", category="error")
+        return Redirect("/")
+
+    @get("/", name="dashboard")
+    async def dashboard(self, request: Request[Any, Any, Any]) -> Template:
+        actor = await portal_actor(request)
+        context = await _page_context(actor)
+        if actor.tenant_id is not None:
+            context["partnerships"] = await partnerships.list_partnerships(actor)
+        return Template("dashboard.html", context=context)
+
+    @get("/partnerships", name="partnerships")
+    async def partnerships_page(self, request: Request[Any, Any, Any]) -> Template:
+        actor = await portal_actor(request)
+        return await _partnerships_template(actor)
+
+    @post("/partnerships")
+    async def invite(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        actor = await portal_actor(request)
+        form = await request.form()
+        noc = str(form.get("noc", "")).strip()
+        errors: dict[str, str] = {}
+        ceiling = _ceiling_from_form(form, errors)
+        if not noc:
+            errors["noc"] = "Enter the NOC's slug."
+        if not errors and ceiling is not None:
+            try:
+                await partnerships.invite(
+                    actor, noc_slug=noc, ceiling=ceiling, request=request_meta(request)
+                )
+            except DomainError as exc:
+                errors["noc" if exc.code in {"noc_unknown", "not_noc", "self"} else "form"] = (
+                    exc.detail
+                )
+            else:
+                flash(request, f"Invitation sent to {noc}.", category="success")
+                return Redirect("/partnerships")
+        return await _partnerships_template(
+            actor, errors=errors, form=form, status=HTTP_422_UNPROCESSABLE_ENTITY
+        )
+
+    @post("/partnerships/{partnership_id:uuid}/{action:str}")
+    async def change(
+        self, request: Request[Any, Any, Any], partnership_id: uuid.UUID, action: str
+    ) -> Redirect:
+        actor = await portal_actor(request)
+        try:
+            chosen = PartnershipAction(action)
+        except ValueError:
+            flash(request, "Unknown action.", category="error")
+            return Redirect("/partnerships")
+        try:
+            view = await partnerships.act(
+                actor, partnership_id, chosen, request=request_meta(request)
+            )
+        except DomainError as exc:
+            flash(request, exc.detail, category="error")
+        else:
+            flash(request, f"Partnership is now {view.status.value}.", category="success")
+        return Redirect("/partnerships")
+
+
+async def _page_context(actor: Actor) -> dict[str, Any]:
+    memberships = await service.memberships_of(actor.id) if actor.id else []
+    current = next((m for m in memberships if m.tenant.id == actor.tenant_id), None)
+    return {"actor": actor, "memberships": memberships, "current": current}
+
+
+async def _partnerships_template(
+    actor: Actor,
+    *,
+    errors: dict[str, str] | None = None,
+    form: FormMultiDict | None = None,
+    status: int = 200,
+) -> Template:
+    context = await _page_context(actor)
+    context.update(
+        partnerships=await partnerships.list_partnerships(actor),
+        can_manage=actor.can(Permission.PARTNERSHIP_MANAGE),
+        is_msp=bool(actor.tenant_kind and actor.tenant_kind.is_msp),
+        kinds=list(DocumentKind),
+        default_ceiling=Ceiling(),
+        errors=errors or {},
+        form=form or {},
+        actions=_actions_for(actor),
+        Status=PartnershipStatus,
+    )
+    return Template("partnerships.html", context=context, status_code=status)
+
+
+def _actions_for(actor: Actor) -> Any:
+    def actions(view: partnerships.PartnershipView) -> list[str]:
+        ours_msp = view.msp.id == actor.tenant_id
+        s = view.status
+        result = []
+        if s is PartnershipStatus.INVITED and not ours_msp:
+            result += ["accept", "decline"]
+        if s is PartnershipStatus.ACTIVE:
+            result.append("suspend")
+        if s is PartnershipStatus.SUSPENDED and view.suspended_by == actor.tenant_id:
+            result.append("resume")
+        if s in {PartnershipStatus.INVITED, PartnershipStatus.ACTIVE, PartnershipStatus.SUSPENDED}:
+            result.append("end")
+        return result
+
+    return actions
+
+
+def _ceiling_from_form(form: FormMultiDict, errors: dict[str, str]) -> Ceiling | None:
+    raw_hours = str(form.get("max_grant_hours", "16")).strip()
+    kinds = (
+        [str(kind) for kind in form.getall("document_kinds")] if "document_kinds" in form else []
+    )
+    try:
+        hours = int(raw_hours)
+    except ValueError:
+        errors["max_grant_hours"] = "Enter a whole number of hours."
+        return None
+    try:
+        return msgspec.convert(
+            {
+                "document_kinds": kinds,
+                "max_grant_hours": hours,
+                "secrets_allowed": form.get("secrets_allowed") == "on",
+            },
+            Ceiling,
+        )
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        if "max_grant_hours" in message:
+            errors["max_grant_hours"] = "Choose between 1 and 168 hours."
+        elif "document_kinds" in message:
+            errors["document_kinds"] = "Choose at least one document kind."
+        else:
+            errors["form"] = message
+        return None

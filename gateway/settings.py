@@ -1,0 +1,151 @@
+"""Gateway settings: one frozen Struct read from the environment, with errors that name the variable."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+import msgspec
+
+__all__ = ["Settings", "SettingsError"]
+
+Environment = Literal["development", "production", "test"]
+
+
+class SettingsError(ValueError):
+    """A malformed environment variable; the message names it and says what is expected."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the gateway reads from its environment. See the README's configuration table."""
+
+    environment: Environment = "development"
+    database_url: str = "sqlite:///var/shiftgate.db"
+    redis_url: str | None = None
+    redis_namespace: str = "shiftgate"
+    var_dir: Path = Path("var")
+    root_key_file: Path = Path("var/root.key")
+    root_key: str | None = None
+    base_url: str = "http://127.0.0.1:8000"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    session_hours: float = 8.0
+    login_max_failures: int = 5
+    login_window_seconds: int = 900
+    trusted_proxies: tuple[str, ...] = ()
+    log_level: str = "INFO"
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies are `Secure` everywhere but on a plain-HTTP local setup."""
+        return self.environment == "production" or self.base_url.startswith("https://")
+
+    @property
+    def database_kind(self) -> Literal["sqlite", "postgres"]:
+        return (
+            "postgres"
+            if self.database_url.startswith(("postgres://", "postgresql://"))
+            else "sqlite"
+        )
+
+    @property
+    def sqlite_path(self) -> Path:
+        """The SQLite database file named by `DATABASE_URL` (`sqlite:///relative` or `sqlite:////abs`)."""
+        return Path(self.database_url.removeprefix("sqlite:///"))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read `DATABASE_URL`, `REDIS_URL` and `SHIFTGATE_*`; raise `SettingsError` naming a bad one."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for field in msgspec.structs.fields(cls):
+            name = _env_name(field.name)
+            raw = env.get(name)
+            if raw is None or raw == "":
+                continue
+            values[field.name] = _parse(name, field.name, raw)
+        var_dir = values.get("var_dir")
+        if isinstance(var_dir, str) and "root_key_file" not in values:
+            values["root_key_file"] = str(Path(var_dir) / "root.key")
+        if isinstance(var_dir, str) and "database_url" not in values:
+            values["database_url"] = f"sqlite:///{Path(var_dir) / 'shiftgate.db'}"
+        try:
+            settings = msgspec.convert(values, cls, strict=False, dec_hook=_decode_path)
+        except msgspec.ValidationError as exc:
+            field = _field_of(str(exc))
+            raise SettingsError(f"{_env_name(field)}: {exc}") from None
+        settings._check()
+        return settings
+
+    def _check(self) -> None:
+        url = urlsplit(self.database_url)
+        if url.scheme not in {"sqlite", "postgres", "postgresql"}:
+            raise SettingsError(
+                "DATABASE_URL: expected sqlite:///path/to/file.db or postgresql://user@host/db, "
+                f"got scheme {url.scheme!r}"
+            )
+        if self.database_kind == "sqlite" and str(self.sqlite_path) in {"", ".", ":memory:"}:
+            raise SettingsError(
+                "DATABASE_URL: SQLite needs a file path (sqlite:///var/shiftgate.db)"
+            )
+        if self.redis_url is not None and urlsplit(self.redis_url).scheme not in {
+            "redis",
+            "rediss",
+            "unix",
+        }:
+            raise SettingsError("REDIS_URL: expected redis://host:port/db or rediss://...")
+        base = urlsplit(self.base_url)
+        if base.scheme not in {"http", "https"} or not base.netloc or base.path not in {"", "/"}:
+            raise SettingsError(
+                "SHIFTGATE_BASE_URL: expected the public origin, e.g. https://shiftgate.example.com"
+            )
+        if self.environment == "production" and base.scheme != "https":
+            raise SettingsError("SHIFTGATE_BASE_URL: production requires an https:// origin")
+        if not 0 < self.port < 65536:
+            raise SettingsError("SHIFTGATE_PORT: expected a port number between 1 and 65535")
+        if not 0 < self.session_hours <= 24 * 7:
+            raise SettingsError("SHIFTGATE_SESSION_HOURS: expected hours between 0 and 168")
+        if self.login_max_failures < 1 or self.login_window_seconds < 1:
+            raise SettingsError(
+                "SHIFTGATE_LOGIN_MAX_FAILURES / SHIFTGATE_LOGIN_WINDOW_SECONDS: expected positive"
+            )
+
+
+_UNPREFIXED = {"database_url": "DATABASE_URL", "redis_url": "REDIS_URL"}
+
+
+def _env_name(field: str) -> str:
+    return _UNPREFIXED.get(field, f"SHIFTGATE_{field.upper()}")
+
+
+def _parse(env_name: str, field: str, raw: str) -> object:
+    if field == "trusted_proxies":
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if field in {"port", "login_max_failures", "login_window_seconds"}:
+        try:
+            return int(raw)
+        except ValueError:
+            raise SettingsError(f"{env_name}: expected a whole number, got {raw!r}") from None
+    if field == "session_hours":
+        try:
+            return float(raw)
+        except ValueError:
+            raise SettingsError(f"{env_name}: expected a number of hours, got {raw!r}") from None
+    return raw
+
+
+def _decode_path(kind: type, value: object) -> object:
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    raise NotImplementedError
+
+
+def _field_of(message: str) -> str:
+    # msgspec reports "... - at `$.field`"
+    marker = "`$."
+    if marker in message:
+        return message.split(marker, 1)[1].split("`", 1)[0].split("[", 1)[0]
+    return "environment"

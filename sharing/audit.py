@@ -1,0 +1,211 @@
+"""The audit log: append-only, hash-chained per tenant, written in the caller's transaction.
+
+Each event's `hash` is SHA-256 over the canonical encoding of the event (every field but `hash`,
+`prev_hash` included): JSON, keys sorted, no whitespace, UTF-8, times as RFC 3339 UTC with
+microseconds. Changing any stored byte of an event, or dropping one, breaks the chain there.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from sharing.tables import AuditEvent, AuditHead
+from tenants.db import write_transaction
+from tenants.roles import Actor
+
+__all__ = [
+    "GENESIS_HASH",
+    "AuditAction",
+    "ChainReport",
+    "Outcome",
+    "RequestMeta",
+    "Severity",
+    "canonical_bytes",
+    "event_hash",
+    "record",
+    "verify_chain",
+]
+
+GENESIS_HASH = "0" * 64
+
+
+class AuditAction(enum.StrEnum):
+    """Every audited action, named `subject:action`."""
+
+    TENANT_CREATED = "tenant:created"
+    USER_CREATED = "user:created"
+    MEMBERSHIP_GRANTED = "membership:granted"
+    LOGIN_SUCCEEDED = "login:succeeded"
+    LOGIN_FAILED = "login:failed"
+    LOGIN_THROTTLED = "login:throttled"
+    LOGOUT = "login:logout"
+    API_TOKEN_CREATED = "api_token:created"
+    API_TOKEN_REVOKED = "api_token:revoked"
+    PARTNERSHIP_INVITED = "partnership:invited"
+    PARTNERSHIP_ACCEPTED = "partnership:accepted"
+    PARTNERSHIP_DECLINED = "partnership:declined"
+    PARTNERSHIP_SUSPENDED = "partnership:suspended"
+    PARTNERSHIP_RESUMED = "partnership:resumed"
+    PARTNERSHIP_ENDED = "partnership:ended"
+    PARTNERSHIP_CEILING_CHANGED = "partnership:ceiling_changed"
+    CLIENT_CREATED = "client:created"
+
+
+class Outcome(enum.StrEnum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    DENIED = "denied"
+
+
+class Severity(enum.StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    HIGH = "high"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestMeta:
+    """Facts of the request behind an event; empty for the CLI and the worker."""
+
+    request_id: str | None = None
+    source_address: str | None = None
+
+
+_NO_REQUEST = RequestMeta()
+
+
+def _utc_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical_bytes(event: Mapping[str, Any]) -> bytes:
+    """The canonical encoding that the hash covers: see the module docstring."""
+    fields = {key: value for key, value in event.items() if key != "hash"}
+    for key in ("id", "tenant_id"):
+        fields[key] = str(fields[key])
+    fields["occurred_at"] = _utc_text(fields["occurred_at"])
+    return msgspec.json.encode(fields, order="sorted")
+
+
+def event_hash(event: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical_bytes(event)).hexdigest()
+
+
+async def record(
+    tenant_id: uuid.UUID,
+    action: AuditAction,
+    *,
+    actor: Actor,
+    outcome: Outcome = Outcome.SUCCESS,
+    target_type: str | None = None,
+    target_id: uuid.UUID | str | None = None,
+    severity: Severity = Severity.INFO,
+    reason: str | None = None,
+    request: RequestMeta = _NO_REQUEST,
+    context: Mapping[str, str] | None = None,
+    at: datetime | None = None,
+) -> str:
+    """Append one event to `tenant_id`'s chain inside the caller's transaction; return its hash.
+
+    Raises whatever the database raises: the caller's transaction then rolls back, so an action
+    whose event cannot be written does not happen (fail closed).
+    """
+    async with write_transaction():
+        seq, prev_hash = await _advance_head(tenant_id)
+        event: dict[str, Any] = {
+            "id": uuid.uuid4(),
+            "tenant_id": tenant_id,
+            "seq": seq,
+            "occurred_at": (at or datetime.now(UTC)).astimezone(UTC),
+            "actor_type": actor.kind.value,
+            "actor_id": str(actor.id) if actor.id is not None else None,
+            "actor_label": actor.label,
+            "action": action.value,
+            "target_type": target_type,
+            "target_id": str(target_id) if target_id is not None else None,
+            "outcome": outcome.value,
+            "severity": severity.value,
+            "reason": reason,
+            "request_id": request.request_id,
+            "source_address": request.source_address,
+            "context": dict(context or {}),
+            "prev_hash": prev_hash,
+        }
+        event["hash"] = event_hash(event)
+        await AuditEvent.insert(AuditEvent(**event))
+        await AuditHead.update({AuditHead.hash: event["hash"]}).where(
+            AuditHead.tenant_id == tenant_id
+        )
+    return str(event["hash"])
+
+
+async def _advance_head(tenant_id: uuid.UUID) -> tuple[int, str]:
+    """Take the next sequence number of the chain; the row lock serialises concurrent appends."""
+    for _ in range(2):
+        rows = (
+            await AuditHead.update({AuditHead.seq: AuditHead.seq + 1})
+            .where(AuditHead.tenant_id == tenant_id)
+            .returning(AuditHead.seq, AuditHead.hash)
+        )
+        if rows:
+            return int(rows[0]["seq"]), str(rows[0]["hash"])
+        await AuditHead.insert(
+            AuditHead(tenant_id=tenant_id, seq=0, hash=GENESIS_HASH)
+        ).on_conflict(action="DO NOTHING")
+    raise RuntimeError("the audit chain head could not be created")
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    """The result of walking a chain: how many events verified, and the first break if any."""
+
+    verified: int
+    broken_at: int | None = None
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.broken_at is None
+
+
+async def _events(tenant_id: uuid.UUID, batch: int = 1000) -> AsyncIterator[dict[str, Any]]:
+    last = 0
+    while True:
+        rows = (
+            await AuditEvent.select()
+            .where((AuditEvent.tenant_id == tenant_id) & (AuditEvent.seq > last))
+            .order_by(AuditEvent.seq)
+            .limit(batch)
+            .output(load_json=True)
+        )
+        for row in rows:
+            yield row
+        if len(rows) < batch:
+            return
+        last = rows[-1]["seq"]
+
+
+async def verify_chain(tenant_id: uuid.UUID) -> ChainReport:
+    """Recompute every hash of the tenant's chain in the database; report the first broken link."""
+    expected_prev, expected_seq, verified = GENESIS_HASH, 1, 0
+    async for row in _events(tenant_id):
+        seq = row["seq"]
+        if seq != expected_seq:
+            return ChainReport(verified, expected_seq, f"event {expected_seq} is missing")
+        if row["prev_hash"] != expected_prev:
+            return ChainReport(verified, seq, "its previous-hash does not match the event before")
+        if event_hash(row) != row["hash"]:
+            return ChainReport(verified, seq, "its contents do not match its hash (altered)")
+        expected_prev, expected_seq, verified = row["hash"], seq + 1, verified + 1
+    head = await AuditHead.select().where(AuditHead.tenant_id == tenant_id).first()
+    if head is not None and (head["seq"] != verified or head["hash"] != expected_prev):
+        return ChainReport(verified, verified + 1, "events after this one are missing (cut)")
+    return ChainReport(verified)

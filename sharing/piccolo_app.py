@@ -1,0 +1,17 @@
+"""Piccolo app registration for `sharing`; its migrations live in the top-level `migrations/`."""
+
+from pathlib import Path
+
+from piccolo.conf.apps import AppConfig
+
+from sharing.tables import AuditEvent, AuditHead, Client, Partnership
+
+__all__ = ["APP_CONFIG"]
+
+APP_CONFIG = AppConfig(
+    app_name="sharing",
+    migrations_folder_path=str(Path(__file__).parent.parent / "migrations" / "sharing"),
+    table_classes=[Client, Partnership, AuditEvent, AuditHead],
+    migration_dependencies=["tenants.piccolo_app"],
+    commands=[],
+)

@@ -1,0 +1,56 @@
+"""Piccolo tables of the `tenants` app: tenants, users, memberships and tenant API tokens."""
+
+from __future__ import annotations
+
+from piccolo.columns import (
+    JSON,
+    UUID,
+    Boolean,
+    ForeignKey,
+    OnDelete,
+    Text,
+    Timestamptz,
+    Varchar,
+)
+from piccolo.table import Table
+
+__all__ = ["ApiToken", "Membership", "Tenant", "User"]
+
+
+class Tenant(Table, tablename="tenants"):
+    id = UUID(primary_key=True)
+    name = Varchar(length=200)
+    slug = Varchar(length=63, unique=True)
+    kind = Varchar(length=8)
+    time_zone = Varchar(length=64)
+    created_at = Timestamptz()
+
+
+class User(Table, tablename="users"):
+    id = UUID(primary_key=True)
+    email = Varchar(length=254, unique=True)
+    display_name = Varchar(length=200)
+    password_hash = Text(secret=True)
+    disabled = Boolean(default=False)
+    created_at = Timestamptz()
+
+
+class Membership(Table, tablename="memberships"):
+    id = UUID(primary_key=True)
+    tenant_id = ForeignKey(references=Tenant, on_delete=OnDelete.restrict)
+    user_id = ForeignKey(references=User, on_delete=OnDelete.restrict, index=True)
+    role = Varchar(length=16)
+    created_at = Timestamptz()
+
+
+class ApiToken(Table, tablename="api_tokens"):
+    id = UUID(primary_key=True)
+    tenant_id = ForeignKey(references=Tenant, on_delete=OnDelete.restrict, index=True)
+    name = Varchar(length=100)
+    token_hash = Varchar(length=64, unique=True, secret=True)
+    hint = Varchar(length=16)
+    scopes = JSON()
+    created_by = UUID(null=True, default=None)
+    created_at = Timestamptz()
+    expires_at = Timestamptz()
+    revoked_at = Timestamptz(null=True, default=None)
