@@ -14,6 +14,7 @@ from typing import Any
 
 from litestar import Request
 from litestar.connection import ASGIConnection
+from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException
 from litestar.middleware.csrf import CSRFMiddleware
 from litestar.middleware.session.server_side import (
@@ -73,11 +74,16 @@ class RotatingSessionConfig(ServerSideSessionConfig):
 
 
 class BearerExemptCSRFMiddleware(CSRFMiddleware):
-    """CSRF protection for cookie-authenticated requests; bearer-token calls carry no cookie
-    authority, and a cross-site page cannot set an `Authorization` header."""
+    """CSRF checks for cookie-authenticated requests only.
+
+    A bearer-token call carries no cookie authority, and a cross-site page cannot set an
+    `Authorization` header.
+    """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and any(key == b"authorization" for key, _ in scope["headers"]):
+        if scope["type"] == ScopeType.HTTP and any(
+            key == b"authorization" for key, _ in scope["headers"]
+        ):
             await self.app(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
@@ -107,7 +113,9 @@ async def resolve_actor(request: Request[Any, Any, Any]) -> Actor | None:
                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
             )
         return actor
-    session = request.scope.get("session") or {}
+    session = request.scope.get("session")
+    if not isinstance(session, dict):
+        return None
     user_id = session.get(SESSION_USER)
     if not user_id:
         return None

@@ -257,6 +257,7 @@ def _one_line(exc: BaseException) -> str:
     if isinstance(exc, DomainError):
         return exc.detail
     if isinstance(exc, OSError | ConnectionError):
-        return f"cannot reach a service: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return f"cannot reach a service: {first}"
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"unexpected {type(exc).__name__}: {text}".rstrip(": ")

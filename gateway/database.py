@@ -8,7 +8,7 @@ from typing import Any
 
 from piccolo.apps.migrations.commands.forwards import run_forwards
 from piccolo.apps.migrations.tables import Migration
-from piccolo.engine.base import Engine
+from piccolo.engine.base import Engine as _Engine
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import SQLiteEngine
 from piccolo.table import Table
@@ -27,6 +27,7 @@ __all__ = [
 ]
 
 PICCOLO_CONF = "gateway.piccolo_conf"
+Engine = _Engine[Any]
 
 
 class DatabaseError(RuntimeError):

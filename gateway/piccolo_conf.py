@@ -5,9 +5,8 @@ The gateway binds the engine from its settings (`gateway.database.bind_database`
 """
 
 from piccolo.conf.apps import AppRegistry
-from piccolo.engine.base import Engine
 
-from gateway.database import engine_for
+from gateway.database import Engine, engine_for
 from gateway.settings import Settings
 
 DB: Engine = engine_for(Settings.from_env())

@@ -1,4 +1,4 @@
-"""Gateway settings: one frozen Struct read from the environment, with errors that name the variable."""
+"""Gateway settings: one frozen Struct read from the environment; errors name the variable."""
 
 from __future__ import annotations
 
@@ -53,20 +53,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def sqlite_path(self) -> Path:
-        """The SQLite database file named by `DATABASE_URL` (`sqlite:///relative` or `sqlite:////abs`)."""
+        """The SQLite file of `DATABASE_URL`: `sqlite:///relative/path` or `sqlite:////abs/path`."""
         return Path(self.database_url.removeprefix("sqlite:///"))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read `DATABASE_URL`, `REDIS_URL` and `SHIFTGATE_*`; raise `SettingsError` naming a bad one."""
+        """Read `DATABASE_URL`, `REDIS_URL`, `SHIFTGATE_*`; a bad one raises `SettingsError`."""
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
-        for field in msgspec.structs.fields(cls):
-            name = _env_name(field.name)
+        for spec in msgspec.structs.fields(cls):
+            name = _env_name(spec.name)
             raw = env.get(name)
             if raw is None or raw == "":
                 continue
-            values[field.name] = _parse(name, field.name, raw)
+            values[spec.name] = _parse(name, spec.name, raw)
         var_dir = values.get("var_dir")
         if isinstance(var_dir, str) and "root_key_file" not in values:
             values["root_key_file"] = str(Path(var_dir) / "root.key")

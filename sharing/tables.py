@@ -38,7 +38,7 @@ class Partnership(Table, tablename="partnerships"):
 
 
 class AuditEvent(Table, tablename="audit_events"):
-    """One link of a tenant's chain. Never updated, never deleted; `hash` covers all other fields."""
+    """One link of a tenant's chain: never updated or deleted; `hash` covers every other field."""
 
     id = UUID(primary_key=True)
     tenant_id = UUID()

@@ -14,8 +14,8 @@ __all__ = [
     "ActorKind",
     "Permission",
     "Role",
-    "TokenScope",
     "TenantKind",
+    "TokenScope",
 ]
 
 PLATFORM_TENANT_ID = uuid.UUID(int=0)

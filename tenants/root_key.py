@@ -1,4 +1,4 @@
-"""The root key that wraps every other key: read from a file (made by `shiftgate init`) or the env."""
+"""The root key that wraps every other key: a file made by `shiftgate init`, or the environment."""
 
 from __future__ import annotations
 

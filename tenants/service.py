@@ -1,4 +1,4 @@
-"""Tenants, users, memberships and API tokens: rows in, plain values out. Auditing is the caller's."""
+"""Tenants, users, memberships and API tokens: rows in, plain values out; callers audit."""
 
 from __future__ import annotations
 
@@ -276,7 +276,7 @@ async def insert_api_token(
         "expires_at": now + timedelta(days=expires_in_days),
         "revoked_at": None,
     }
-    await ApiToken.insert(ApiToken(**row))
+    await ApiToken.insert(ApiToken(**row))  # type: ignore[arg-type]
     return IssuedToken(info=_token_info(row), secret=secret)
 
 

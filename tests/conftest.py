@@ -13,7 +13,7 @@ import secrets
 import socket
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -126,13 +126,12 @@ def settings():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def migrated(settings) -> Iterator[None]:  # type: ignore[no-untyped-def]
+def migrated(settings) -> None:  # type: ignore[no-untyped-def]
     from gateway.database import bind_database, migrate
 
     if _STATE.get("skip"):
         pytest.skip(_STATE["skip"])
     asyncio.run(migrate(bind_database(settings)))
-    yield
 
 
 _TABLES_IN_DELETE_ORDER = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 
 from hypothesis import given, settings
@@ -40,7 +41,7 @@ async def test_events_chain_by_sequence_and_previous_hash(db) -> None:
     )
     assert [row["seq"] for row in rows] == [1, 2, 3, 4]  # tenant creation is event 1
     assert rows[0]["prev_hash"] == GENESIS_HASH
-    for before, after in zip(rows, rows[1:], strict=False):
+    for before, after in itertools.pairwise(rows):
         assert after["prev_hash"] == before["hash"]
     for row in rows:
         assert event_hash(row) == row["hash"]
