@@ -47,7 +47,8 @@ format: dev
 	$(VENV)/bin/ruff format .
 
 bench: dev
-	$(PY) -m pytest tests/bench -m bench -s -p no:cacheprovider
+	SHIFTGATE_BENCH=1 $(PY) -m pytest tests/bench -m bench -s -p no:cacheprovider
+	SHIFTGATE_BENCH=1 SHIFTGATE_TEST_BACKEND=postgres $(PY) -m pytest tests/bench -m bench -s -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

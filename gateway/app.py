@@ -24,6 +24,7 @@ from litestar.template.config import TemplateConfig
 from redis.asyncio import Redis
 
 from gateway.api.account import AccountController, TokenController
+from gateway.api.content import ClientController, DocumentController
 from gateway.api.health import healthz, readyz
 from gateway.api.partnerships import PartnershipController
 from gateway.auth import (
@@ -39,11 +40,13 @@ from gateway.portal.views import PortalController
 from gateway.problems import exception_handlers
 from gateway.settings import Settings
 from gateway.throttle import MemoryThrottle, RedisThrottle, Throttle
+from tenants.keyring import KeyRing
 from tenants.root_key import EnvRootKey, FileRootKey, RootKeyProvider, derive_secret
 
 __all__ = ["create_app", "create_app_from_env", "root_key_provider"]
 
 _PORTAL = Path(__file__).parent / "portal"
+_MAX_REQUEST_BYTES = 2 * 1024 * 1024  # a 1 MiB document body, JSON-escaped, fits
 
 
 def root_key_provider(settings: Settings) -> RootKeyProvider:
@@ -57,6 +60,7 @@ def create_app(settings: Settings) -> Litestar:
     logging.basicConfig(level=settings.log_level.upper())
     engine = bind_database(settings)
     root_keys = root_key_provider(settings)
+    keyring = KeyRing(root_keys)
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     session_store: Store
     throttle: Throttle
@@ -99,8 +103,17 @@ def create_app(settings: Settings) -> Litestar:
 
     api = Router(
         path="/api/v1",
-        route_handlers=[AccountController, TokenController, PartnershipController],
-        dependencies={"actor": Provide(api_actor)},
+        route_handlers=[
+            AccountController,
+            TokenController,
+            PartnershipController,
+            ClientController,
+            DocumentController,
+        ],
+        dependencies={
+            "actor": Provide(api_actor),
+            "keyring": Provide(lambda: keyring, sync_to_thread=False),
+        },
         security=[{"bearerAuth": []}, {"sessionCookie": []}],
     )
     app = Litestar(
@@ -144,6 +157,7 @@ def create_app(settings: Settings) -> Litestar:
                 }
             ),
         ),
+        request_max_body_size=_MAX_REQUEST_BYTES,
         debug=False,
     )
     app.state.settings = settings
@@ -151,6 +165,7 @@ def create_app(settings: Settings) -> Litestar:
     app.state.redis = redis
     app.state.throttle = throttle
     app.state.root_keys = root_keys
+    app.state.keyring = keyring
     return app
 
 

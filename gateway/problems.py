@@ -17,6 +17,7 @@ from litestar.status_codes import (
     HTTP_403_FORBIDDEN,
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
+    HTTP_410_GONE,
     HTTP_422_UNPROCESSABLE_ENTITY,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
@@ -24,6 +25,7 @@ from litestar.status_codes import (
 from litestar.types import ExceptionHandlersMap
 
 from tenants.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unauthenticated
+from tenants.keyring import IntegrityFailure, KeysDestroyed
 
 __all__ = ["exception_handlers", "problem_response", "wants_html"]
 
@@ -36,6 +38,9 @@ _STATUS = {
     Forbidden: HTTP_403_FORBIDDEN,
     Conflict: HTTP_409_CONFLICT,
     Unauthenticated: HTTP_401_UNAUTHORIZED,
+    KeysDestroyed: HTTP_410_GONE,
+    # Stored ciphertext that does not open is a fault on our side, never the caller's input.
+    IntegrityFailure: HTTP_500_INTERNAL_SERVER_ERROR,
 }
 
 
@@ -73,7 +78,10 @@ def problem_response(
 
 
 def _domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
-    status = next(code for kind, code in _STATUS.items() if isinstance(exc, kind))
+    status = next(
+        (code for kind, code in _STATUS.items() if isinstance(exc, kind)),
+        HTTP_500_INTERNAL_SERVER_ERROR,
+    )
     extra = {"code": exc.code} if exc.code else None
     return problem_response(
         request, status, exc.title, exc.detail, code=type(exc).__name__.lower(), extra=extra

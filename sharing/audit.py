@@ -57,6 +57,19 @@ class AuditAction(enum.StrEnum):
     PARTNERSHIP_ENDED = "partnership:ended"
     PARTNERSHIP_CEILING_CHANGED = "partnership:ceiling_changed"
     CLIENT_CREATED = "client:created"
+    CLIENT_UPDATED = "client:updated"
+    CLIENT_ARCHIVED = "client:archived"
+    DOCUMENT_CREATED = "document:created"
+    DOCUMENT_UPDATED = "document:updated"
+    DOCUMENT_ARCHIVED = "document:archived"
+    DOCUMENT_READ = "document:read"
+    DOCUMENT_INTEGRITY_FAILED = "document:integrity_failed"
+    DOCUMENTS_IMPORTED = "document:imported"
+    KEY_CREATED = "key:created"
+    KEY_ROTATED = "key:rotated"
+    KEY_RETIRED = "key:retired"
+    ROOT_KEY_ROTATED = "key:root_rotated"
+    TENANT_DELETED = "tenant:deleted"
 
 
 class Outcome(enum.StrEnum):

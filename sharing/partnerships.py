@@ -27,6 +27,7 @@ __all__ = [
     "PartnershipView",
     "TenantRef",
     "act",
+    "end_all_for_tenant",
     "get_partnership",
     "invite",
     "list_partnerships",
@@ -301,6 +302,30 @@ async def set_ceiling(
             request,
         )
     return await _load(tenant_id, partnership_id)
+
+
+async def end_all_for_tenant(tenant_id: uuid.UUID, actor: Actor) -> int:
+    """End every open partnership of a tenant that is closing. Returns how many."""
+    rows = await Partnership.select(
+        Partnership.id, Partnership.tenant_id, Partnership.noc_tenant_id
+    ).where(_party(tenant_id) & Partnership.status.is_in([status.value for status in _OPEN]))
+    for row in rows:
+        await Partnership.update(
+            {
+                Partnership.status: PartnershipStatus.ENDED.value,
+                Partnership.updated_at: _now(),
+                Partnership.suspended_by: None,
+            }
+        ).where(Partnership.id == row["id"])
+        await _audit_both(
+            row["tenant_id"],
+            row["noc_tenant_id"],
+            row["id"],
+            AuditAction.PARTNERSHIP_ENDED,
+            actor,
+            _NO_REQUEST,
+        )
+    return len(rows)
 
 
 async def _audit_both(

@@ -4,14 +4,21 @@ from pathlib import Path
 
 from piccolo.conf.apps import AppConfig
 
-from sharing.tables import AuditEvent, AuditHead, Client, Partnership
+from sharing.tables import (
+    AuditEvent,
+    AuditHead,
+    Client,
+    Document,
+    DocumentRevision,
+    Partnership,
+)
 
 __all__ = ["APP_CONFIG"]
 
 APP_CONFIG = AppConfig(
     app_name="sharing",
     migrations_folder_path=str(Path(__file__).parent.parent / "migrations" / "sharing"),
-    table_classes=[Client, Partnership, AuditEvent, AuditHead],
+    table_classes=[Client, Document, DocumentRevision, Partnership, AuditEvent, AuditHead],
     migration_dependencies=["tenants.piccolo_app"],
     commands=[],
 )

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from piccolo.columns import JSON, UUID, BigInt, ForeignKey, OnDelete, Text, Timestamptz, Varchar
+from piccolo.columns import (
+    JSON,
+    UUID,
+    BigInt,
+    Bytea,
+    ForeignKey,
+    Integer,
+    OnDelete,
+    Text,
+    Timestamptz,
+    Varchar,
+)
 from piccolo.table import Table
 
 from tenants.tables import Tenant
 
-__all__ = ["AuditEvent", "AuditHead", "Client", "Partnership"]
+__all__ = ["AuditEvent", "AuditHead", "Client", "Document", "DocumentRevision", "Partnership"]
 
 
 class Client(Table, tablename="clients"):
@@ -21,6 +32,42 @@ class Client(Table, tablename="clients"):
     psa_reference = Varchar(length=100, null=True, default=None)
     created_at = Timestamptz()
     archived_at = Timestamptz(null=True, default=None)
+
+
+class Document(Table, tablename="documents"):
+    """A piece of client documentation. What scoping needs stays in clear; content does not."""
+
+    id = UUID(primary_key=True)
+    tenant_id = ForeignKey(references=Tenant, on_delete=OnDelete.restrict)
+    client_id = ForeignKey(references=Client, on_delete=OnDelete.restrict, null=True)
+    kind = Varchar(length=16)
+    sensitivity = Varchar(length=16)
+    tags = Text(default="|")  # "|net|core|": portable tag filter with LIKE '%|net|%'
+    current_revision = Integer()
+    source_key = Varchar(length=255, null=True, default=None)
+    created_by = Varchar(length=254)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+    archived_at = Timestamptz(null=True, default=None)
+
+
+class DocumentRevision(Table, tablename="document_revisions"):
+    """One revision's content, sealed under its own data key (`wrapped_dek`, by a tenant KEK).
+
+    `title_sealed` and `body_sealed` only open for this tenant, document and revision.
+    """
+
+    id = UUID(primary_key=True)
+    tenant_id = ForeignKey(references=Tenant, on_delete=OnDelete.restrict)
+    document_id = ForeignKey(references=Document, on_delete=OnDelete.restrict)
+    revision = Integer()
+    kek_version = Integer()
+    wrapped_dek = Bytea(secret=True)
+    title_sealed = Bytea()
+    body_sealed = Bytea()
+    body_bytes = Integer()
+    created_by = Varchar(length=254)
+    created_at = Timestamptz()
 
 
 class Partnership(Table, tablename="partnerships"):

@@ -4,14 +4,14 @@ from pathlib import Path
 
 from piccolo.conf.apps import AppConfig
 
-from tenants.tables import ApiToken, Membership, Tenant, User
+from tenants.tables import ApiToken, Membership, Tenant, TenantKey, User
 
 __all__ = ["APP_CONFIG"]
 
 APP_CONFIG = AppConfig(
     app_name="tenants",
     migrations_folder_path=str(Path(__file__).parent.parent / "migrations" / "tenants"),
-    table_classes=[Tenant, User, Membership, ApiToken],
+    table_classes=[Tenant, User, Membership, ApiToken, TenantKey],
     migration_dependencies=[],
     commands=[],
 )

@@ -95,14 +95,20 @@ def _tenant_info(row: dict[str, Any]) -> TenantInfo:
 
 
 async def get_tenant(tenant_id: uuid.UUID) -> TenantInfo:
-    row = await Tenant.select().where(Tenant.id == tenant_id).first()
+    row = (
+        await Tenant.select().where((Tenant.id == tenant_id) & Tenant.deleted_at.is_null()).first()
+    )
     if row is None:
         raise NotFound("no such tenant")
     return _tenant_info(row)
 
 
 async def get_tenant_by_slug(slug: str) -> TenantInfo:
-    row = await Tenant.select().where(Tenant.slug == slug.strip().lower()).first()
+    row = (
+        await Tenant.select()
+        .where((Tenant.slug == slug.strip().lower()) & Tenant.deleted_at.is_null())
+        .first()
+    )
     if row is None:
         raise NotFound(f"no tenant with the slug {slug!r}")
     return _tenant_info(row)
@@ -201,7 +207,7 @@ async def memberships_of(user_id: uuid.UUID) -> list[MembershipInfo]:
             Membership.role,
             *Membership.tenant_id.all_columns(),
         )
-        .where(Membership.user_id == user_id)
+        .where((Membership.user_id == user_id) & Membership.tenant_id.deleted_at.is_null())
         .order_by(Membership.tenant_id.name)
     )
     result = []
@@ -327,12 +333,15 @@ async def actor_for_token(secret: str, now: datetime) -> Actor | None:
             ApiToken.revoked_at,
             ApiToken.tenant_id,
             ApiToken.tenant_id.kind,
+            ApiToken.tenant_id.deleted_at,
         )
         .where(ApiToken.token_hash == _token_digest(secret))
         .first()
         .output(load_json=True)
     )
     if row is None or row["revoked_at"] is not None or row["expires_at"] <= now:
+        return None
+    if row["tenant_id.deleted_at"] is not None:
         return None
     return Actor(
         kind=ActorKind.API_TOKEN,

@@ -6,7 +6,9 @@ from piccolo.columns import (
     JSON,
     UUID,
     Boolean,
+    Bytea,
     ForeignKey,
+    Integer,
     OnDelete,
     Text,
     Timestamptz,
@@ -14,7 +16,7 @@ from piccolo.columns import (
 )
 from piccolo.table import Table
 
-__all__ = ["ApiToken", "Membership", "Tenant", "User"]
+__all__ = ["ApiToken", "Membership", "Tenant", "TenantKey", "User"]
 
 
 class Tenant(Table, tablename="tenants"):
@@ -24,6 +26,7 @@ class Tenant(Table, tablename="tenants"):
     kind = Varchar(length=8)
     time_zone = Varchar(length=64)
     created_at = Timestamptz()
+    deleted_at = Timestamptz(null=True, default=None)
 
 
 class User(Table, tablename="users"):
@@ -54,3 +57,20 @@ class ApiToken(Table, tablename="api_tokens"):
     created_at = Timestamptz()
     expires_at = Timestamptz()
     revoked_at = Timestamptz(null=True, default=None)
+
+
+class TenantKey(Table, tablename="tenant_keys"):
+    """One version of a tenant's key-encryption key, wrapped by the root key `root_key_id`.
+
+    `wrapped_key` is emptied when the version is retired or the tenant is deleted: with it goes
+    every data key it wrapped, and so the content (crypto-shredding).
+    """
+
+    id = UUID(primary_key=True)
+    tenant_id = ForeignKey(references=Tenant, on_delete=OnDelete.restrict)
+    version = Integer()
+    wrapped_key = Bytea(null=True, default=None, secret=True)
+    root_key_id = Varchar(length=16)
+    status = Varchar(length=12)
+    created_at = Timestamptz()
+    retired_at = Timestamptz(null=True, default=None)

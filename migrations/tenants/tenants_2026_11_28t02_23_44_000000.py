@@ -1,25 +1,19 @@
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 
+from migrations import index_migration
+
 ID = "2026-11-28T02:23:44:000000"
 VERSION = "1.38.0"
 DESCRIPTION = "composite indexes led by tenant_id"
 
 
 async def forwards() -> MigrationManager:
-    manager = MigrationManager(migration_id=ID, app_name="tenants", description=DESCRIPTION)
-
-    async def create_indexes() -> None:
-        # Composite unique indexes, each led by tenant_id: Piccolo's `Unique` constraint is
-        # added by ALTER TABLE, which SQLite cannot do; an index works on both databases.
-        from piccolo.engine import engine_finder
-
-        engine = engine_finder()
-        for statement in (
+    return index_migration(
+        migration_id=ID,
+        app_name="tenants",
+        description=DESCRIPTION,
+        statements=(
             "CREATE UNIQUE INDEX memberships_tenant_user ON memberships (tenant_id, user_id)",
             "CREATE INDEX api_tokens_tenant_created ON api_tokens (tenant_id, created_at)",
-        ):
-            await engine.run_ddl(statement)
-
-    manager.add_raw(create_indexes)
-
-    return manager
+        ),
+    )

@@ -1,0 +1,224 @@
+"""Key operations: rotate a tenant's key, rotate the root key, delete a tenant (crypto-shredding).
+
+Rotation re-wraps data keys and never re-encrypts content. The service keeps serving throughout:
+reads open a data key with whichever version its header names, and writes take the new version
+as soon as the rotation starts.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sharing.audit import AuditAction, Severity, record
+from sharing.documents import revision_context
+from sharing.partnerships import end_all_for_tenant
+from sharing.tables import DocumentRevision
+from tenants.db import write_transaction
+from tenants.keyring import KeyRing, KeyStatus
+from tenants.roles import PLATFORM_TENANT_ID, Actor
+from tenants.root_key import FileRootKey, RootKeyError
+from tenants.service import TenantInfo
+from tenants.tables import ApiToken, Tenant, TenantKey
+
+__all__ = [
+    "Progress",
+    "RotationReport",
+    "delete_tenant",
+    "rotate_root_key",
+    "rotate_tenant_key",
+]
+
+Progress = Callable[[int, int], None]
+"""Called with (done, total) as work advances."""
+
+
+@dataclass(frozen=True, slots=True)
+class RotationReport:
+    new_version: int
+    rewrapped: int
+    retired_versions: list[int]
+
+
+async def rotate_tenant_key(
+    keyring: KeyRing,
+    tenant: TenantInfo,
+    *,
+    actor: Actor,
+    batch_size: int = 500,
+    progress: Progress | None = None,
+) -> RotationReport:
+    """A new key version for the tenant; every data key re-wrapped; old versions retired."""
+    async with write_transaction():
+        version = await keyring.create_kek(tenant.id)
+        await record(
+            tenant.id,
+            AuditAction.KEY_ROTATED,
+            actor=actor,
+            target_type="tenant_key",
+            target_id=str(version),
+            severity=Severity.WARNING,
+        )
+    stale = DocumentRevision.kek_version != version
+    total = await DocumentRevision.count().where((DocumentRevision.tenant_id == tenant.id) & stale)
+    done = 0
+    if progress:
+        progress(0, total)
+    while True:
+        async with write_transaction():
+            rows = (
+                await DocumentRevision.select(
+                    DocumentRevision.id,
+                    DocumentRevision.document_id,
+                    DocumentRevision.revision,
+                    DocumentRevision.wrapped_dek,
+                )
+                .where((DocumentRevision.tenant_id == tenant.id) & stale)
+                .limit(batch_size)
+            )
+            for row in rows:
+                context = revision_context(tenant.id, row["document_id"], row["revision"])
+                dek = await keyring.unwrap_dek(tenant.id, bytes(row["wrapped_dek"]), context)
+                await DocumentRevision.update(
+                    {
+                        DocumentRevision.wrapped_dek: await keyring.wrap_dek(
+                            tenant.id, version, dek, context
+                        ),
+                        DocumentRevision.kek_version: version,
+                    }
+                ).where(DocumentRevision.id == row["id"])
+        done += len(rows)
+        if progress:
+            progress(done, max(total, done))
+        if len(rows) < batch_size:
+            break
+    retired = await _retire_unused(keyring, tenant.id, actor)
+    return RotationReport(version, done, retired)
+
+
+async def _retire_unused(keyring: KeyRing, tenant_id: uuid.UUID, actor: Actor) -> list[int]:
+    """Destroy the material of every retiring version that no data key uses any more."""
+    retired = []
+    async with write_transaction():
+        rows = await TenantKey.select(TenantKey.version).where(
+            (TenantKey.tenant_id == tenant_id) & (TenantKey.status == KeyStatus.RETIRING)
+        )
+        for row in rows:
+            in_use = await DocumentRevision.exists().where(
+                (DocumentRevision.tenant_id == tenant_id)
+                & (DocumentRevision.kek_version == row["version"])
+            )
+            if in_use:
+                continue
+            await TenantKey.update(
+                {
+                    TenantKey.status: KeyStatus.RETIRED,
+                    TenantKey.wrapped_key: None,
+                    TenantKey.retired_at: datetime.now(UTC),
+                }
+            ).where((TenantKey.tenant_id == tenant_id) & (TenantKey.version == row["version"]))
+            await record(
+                tenant_id,
+                AuditAction.KEY_RETIRED,
+                actor=actor,
+                target_type="tenant_key",
+                target_id=str(row["version"]),
+            )
+            retired.append(int(row["version"]))
+    keyring.forget(tenant_id)
+    return retired
+
+
+async def rotate_root_key(
+    keyring: KeyRing, provider: FileRootKey, *, actor: Actor, progress: Progress | None = None
+) -> tuple[str, str, int]:
+    """Re-wrap every tenant key under a new root key. Returns (old id, new id, keys re-wrapped).
+
+    Safe to run again after an interruption: the next key is written beside the current one
+    before any row changes, each wrapped key names the root key that opens it, and keys made
+    while the rotation runs are wrapped by the new key already.
+    """
+    old_id = provider.previous_root_key_id()
+    new_id, new_key = provider.begin_rotation()
+    if new_id == old_id:
+        raise RootKeyError("the pending root key equals the current one: remove root.key.new")
+    stale = TenantKey.wrapped_key.is_not_null() & (TenantKey.root_key_id != new_id)
+    total = await TenantKey.count().where(stale)
+    done = 0
+    while True:  # until no key made by a process that read the old root key is left
+        async with write_transaction():
+            rows = await TenantKey.select(
+                TenantKey.id, TenantKey.tenant_id, TenantKey.version, TenantKey.wrapped_key
+            ).where(stale)
+            for row in rows:
+                rewrapped = keyring.rewrap_kek(
+                    row["tenant_id"], row["version"], bytes(row["wrapped_key"]), new_id, new_key
+                )
+                await TenantKey.update(
+                    {TenantKey.wrapped_key: rewrapped, TenantKey.root_key_id: new_id}
+                ).where(TenantKey.id == row["id"])
+                done += 1
+                if progress:
+                    progress(done, max(total, done))
+        if not rows:
+            break
+    await record(
+        PLATFORM_TENANT_ID,
+        AuditAction.ROOT_KEY_ROTATED,
+        actor=actor,
+        target_type="root_key",
+        target_id=new_id,
+        severity=Severity.WARNING,
+        context={"previous": old_id, "tenant_keys": str(done)},
+    )
+    provider.finish_rotation()
+    keyring.forget()
+    return old_id, new_id, done
+
+
+async def delete_tenant(keyring: KeyRing, tenant: TenantInfo, *, actor: Actor) -> int:
+    """Close the tenant and destroy its keys: its rows stay, and no key can open them again.
+
+    Returns how many key versions were destroyed.
+    """
+    now = datetime.now(UTC)
+    async with write_transaction():
+        await end_all_for_tenant(tenant.id, actor)
+        await ApiToken.update({ApiToken.revoked_at: now}).where(
+            (ApiToken.tenant_id == tenant.id) & ApiToken.revoked_at.is_null()
+        )
+        destroyed = (
+            await TenantKey.update(
+                {TenantKey.wrapped_key: None, TenantKey.status: KeyStatus.DESTROYED}
+            )
+            .where(TenantKey.tenant_id == tenant.id)
+            .returning(TenantKey.version)
+        )
+        await Tenant.update({Tenant.deleted_at: now}).where(Tenant.id == tenant.id)
+        for chain in sorted({tenant.id, PLATFORM_TENANT_ID}):
+            await record(
+                chain,
+                AuditAction.TENANT_DELETED,
+                actor=actor,
+                target_type="tenant",
+                target_id=tenant.id,
+                severity=Severity.HIGH,
+                context={"slug": tenant.slug, "keys_destroyed": str(len(destroyed))},
+            )
+        if not destroyed:
+            # Mark the tenant shredded even if it never had a key, so none is made later.
+            await TenantKey.insert(
+                TenantKey(
+                    id=uuid.uuid4(),
+                    tenant_id=tenant.id,
+                    version=0,
+                    wrapped_key=None,
+                    root_key_id="",
+                    status=KeyStatus.DESTROYED,
+                    created_at=now,
+                )
+            )
+    keyring.forget(tenant.id)
+    return len(destroyed)
