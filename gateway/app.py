@@ -26,6 +26,8 @@ from redis.asyncio import Redis
 from gateway.api.account import AccountController, TokenController
 from gateway.api.content import ClientController, DocumentController
 from gateway.api.health import healthz, readyz
+from gateway.api.oauth_clients import OAuthClientController
+from gateway.api.partner import PartnerController
 from gateway.api.partnerships import PartnershipController
 from gateway.auth import (
     SESSION_COOKIE,
@@ -36,12 +38,18 @@ from gateway.auth import (
 )
 from gateway.database import bind_database, close_database, open_database
 from gateway.middleware import RequestContextMiddleware
+from gateway.oauth.introspection import introspection_endpoint
+from gateway.oauth.metadata import authorization_server_metadata, jwks
+from gateway.oauth.resource import partner_caller
+from gateway.oauth.revocation import revocation_endpoint
+from gateway.oauth.token import token_endpoint
 from gateway.portal.views import PortalController
 from gateway.problems import exception_handlers
 from gateway.settings import Settings
 from gateway.throttle import MemoryThrottle, RedisThrottle, Throttle
 from tenants.keyring import KeyRing
 from tenants.root_key import EnvRootKey, FileRootKey, RootKeyProvider, derive_secret
+from tenants.signing import TokenSigner
 
 __all__ = ["create_app", "create_app_from_env", "root_key_provider"]
 
@@ -61,6 +69,7 @@ def create_app(settings: Settings) -> Litestar:
     engine = bind_database(settings)
     root_keys = root_key_provider(settings)
     keyring = KeyRing(root_keys)
+    signer = TokenSigner(root_keys, max_token_seconds=settings.access_token_seconds)
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     session_store: Store
     throttle: Throttle
@@ -97,7 +106,8 @@ def create_app(settings: Settings) -> Litestar:
         cookie_httponly=True,
         cookie_samesite="strict",
         header_name="x-csrf-token",
-        exclude=["/healthz", "/readyz", "/static", "/schema"],
+        # OAuth endpoints authenticate the client itself and never read a cookie
+        exclude=["/healthz", "/readyz", "/static", "/schema", "/oauth/", "/.well-known/"],
     )
     template_config = TemplateConfig(directory=_PORTAL / "templates", engine=JinjaTemplateEngine)
 
@@ -109,6 +119,7 @@ def create_app(settings: Settings) -> Litestar:
             PartnershipController,
             ClientController,
             DocumentController,
+            OAuthClientController,
         ],
         dependencies={
             "actor": Provide(api_actor),
@@ -116,11 +127,22 @@ def create_app(settings: Settings) -> Litestar:
         },
         security=[{"bearerAuth": []}, {"sessionCookie": []}],
     )
+    partner_api = Router(
+        path="/api/v1/partner",
+        route_handlers=[PartnerController],
+        dependencies={"partner": Provide(partner_caller)},
+    )
     app = Litestar(
         route_handlers=[
             healthz,
             readyz,
             api,
+            partner_api,
+            token_endpoint,
+            revocation_endpoint,
+            introspection_endpoint,
+            authorization_server_metadata,
+            jwks,
             PortalController,
             create_static_files_router(
                 path="/static", directories=[_PORTAL / "static"], include_in_schema=False
@@ -148,6 +170,12 @@ def create_app(settings: Settings) -> Litestar:
                         scheme="bearer",
                         description="A tenant API token (`sgt_...`)",
                     ),
+                    "partnerToken": SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        bearer_format="JWT",
+                        description="A partner access token (RFC 9068) from /oauth/token",
+                    ),
                     "sessionCookie": SecurityScheme(
                         type="apiKey",
                         name=SESSION_COOKIE,
@@ -166,6 +194,7 @@ def create_app(settings: Settings) -> Litestar:
     app.state.throttle = throttle
     app.state.root_keys = root_keys
     app.state.keyring = keyring
+    app.state.signer = signer
     return app
 
 

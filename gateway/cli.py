@@ -14,7 +14,8 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 from gateway.settings import Settings, SettingsError
 
@@ -23,6 +24,13 @@ __all__ = ["main"]
 
 class CLIError(Exception):
     """A failure to report as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line too (argparse prints the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"shiftgate: {message} (see `{self.prog} --help`)\n")
 
 
 def _settings() -> Settings:
@@ -46,6 +54,9 @@ def _cmd_init(args: argparse.Namespace) -> None:
     settings = _settings()
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     if settings.root_key:
+        from tenants.root_key import EnvRootKey
+
+        EnvRootKey(settings.root_key)  # refuses a malformed key now, not at start-up
         print("root key: from SHIFTGATE_ROOT_KEY")
     elif create_root_key_file(settings.root_key_file):
         print(f"root key: created {settings.root_key_file} (mode 0600); back it up safely")
@@ -81,6 +92,11 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     settings = _settings()
     host = args.host or settings.host
     port = args.port or settings.port
+    if args.workers > 1 and not settings.redis_url:
+        raise CLIError(
+            "several workers share sessions and counters through Redis: set REDIS_URL, "
+            "or serve with --workers 1"
+        )
     if args.workers > 1:
         uvicorn.run(
             "gateway.app:create_app_from_env",
@@ -115,6 +131,10 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     for login in facts["logins"]:
         print(f"  {login['tenant']:>9} {login['role']:<8} {login['email']:<28} {login['password']}")
     print(f"MSP API token ({facts['msp']['slug']}): {facts['api_token']}")
+    oauth = facts["oauth_client"]
+    print(f"NOC OAuth client ({facts['noc']['slug']}): {oauth['client_id']}")
+    print(f"  secret: {oauth['client_secret']}")
+    print(f"{facts['documents']} sample documents; `shiftgate demo --json` prints all of this")
 
 
 def _cmd_create_tenant(args: argparse.Namespace) -> None:
@@ -190,8 +210,167 @@ def _cmd_audit_verify(args: argparse.Namespace) -> None:
     )
 
 
+def _progress(label: str) -> Callable[..., None]:
+    """A one-line progress bar on stderr (redrawn in place on a terminal)."""
+    interactive = sys.stderr.isatty()
+
+    def show(done: int, total: int, name: str = "") -> None:
+        width = 30
+        filled = width * done // total if total else width
+        line = f"{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {name}"[:120]
+        if interactive:
+            print("\r" + line.ljust(120), end="" if done < total else "\n", file=sys.stderr)
+        elif done == total:
+            print(line, file=sys.stderr)
+
+    return show
+
+
+def _keyring(settings: Settings) -> Any:
+    from gateway.app import root_key_provider
+    from tenants.keyring import KeyRing
+
+    return KeyRing(root_key_provider(settings))
+
+
+async def _tenant_actor(slug: str, label: str) -> Any:
+    from tenants import service
+    from tenants.roles import Actor, ActorKind
+
+    tenant = await service.get_tenant_by_slug(slug)
+    actor = Actor(
+        kind=ActorKind.SYSTEM, id=None, label=label, tenant_id=tenant.id, tenant_kind=tenant.kind
+    )
+    return tenant, actor
+
+
+def _cmd_import_markdown(args: argparse.Namespace) -> None:
+    from sharing.importer import import_markdown
+
+    folder = Path(args.directory)
+    if not folder.is_dir():
+        raise CLIError(f"{folder} is not a directory")
+    settings = _settings()
+
+    async def work() -> Any:
+        _, actor = await _tenant_actor(args.tenant, "cli import")
+        return await import_markdown(
+            actor, _keyring(settings), folder, progress=_progress("importing")
+        )
+
+    report = asyncio.run(_with_database(settings, work))
+    for source, problem in report.errors:
+        print(f"{source}: {problem}", file=sys.stderr)
+    print(
+        f"imported {folder}: {report.created} created, {report.updated} updated, "
+        f"{report.unchanged} unchanged, {report.failed} failed"
+    )
+    if report.failed:
+        sys.exit(1)
+
+
+def _cmd_keys_rotate(args: argparse.Namespace) -> None:
+    from sharing.keys import rotate_tenant_key
+
+    settings = _settings()
+
+    async def work() -> Any:
+        tenant, actor = await _tenant_actor(args.tenant, "cli keys rotate")
+        return await rotate_tenant_key(
+            _keyring(settings),
+            tenant,
+            actor=actor,
+            batch_size=args.batch_size,
+            progress=_progress("re-wrapping"),
+        )
+
+    report = asyncio.run(_with_database(settings, work))
+    retired = ", ".join(map(str, report.retired_versions)) or "none"
+    print(
+        f"tenant {args.tenant}: key version {report.new_version} active, "
+        f"{report.rewrapped} data keys re-wrapped, retired versions: {retired}"
+    )
+
+
+def _cmd_keys_rotate_root(args: argparse.Namespace) -> None:
+    from gateway.app import root_key_provider
+    from sharing.keys import rotate_root_key
+    from tenants.keyring import KeyRing
+    from tenants.roles import Actor
+    from tenants.root_key import FileRootKey
+
+    settings = _settings()
+    provider = root_key_provider(settings)
+    if not isinstance(provider, FileRootKey):
+        raise CLIError(
+            "the root key comes from SHIFTGATE_ROOT_KEY: rotate it where it is kept "
+            "(unset it to use the key file)"
+        )
+
+    async def work() -> Any:
+        return await rotate_root_key(
+            KeyRing(provider),
+            _signer(settings),
+            provider,
+            actor=Actor.system("cli keys rotate-root"),
+            progress=_progress("re-wrapping tenant keys"),
+        )
+
+    old_id, new_id, count = asyncio.run(_with_database(settings, work))
+    print(
+        f"root key {new_id} now wraps {count} tenant and signing keys; the old key {old_id} was moved "
+        f"beside {provider.path} (keep it only as long as backups made before now)"
+    )
+
+
+def _signer(settings: Settings) -> Any:
+    from gateway.app import root_key_provider
+    from tenants.signing import TokenSigner
+
+    return TokenSigner(root_key_provider(settings), max_token_seconds=settings.access_token_seconds)
+
+
+def _cmd_keys_rotate_signing(args: argparse.Namespace) -> None:
+    from sharing.keys import rotate_signing_key
+    from tenants.roles import Actor
+
+    settings = _settings()
+
+    async def work() -> str:
+        return await rotate_signing_key(
+            _signer(settings), actor=Actor.system("cli keys rotate-signing")
+        )
+
+    kid = asyncio.run(_with_database(settings, work))
+    print(
+        f"signing key {kid} now signs new tokens; the previous key stays in the JWKS for "
+        f"{settings.access_token_seconds} s more, while its tokens may live"
+    )
+
+
+def _cmd_delete_tenant(args: argparse.Namespace) -> None:
+    from sharing.keys import delete_tenant
+    from tenants import service
+    from tenants.roles import Actor
+
+    if args.confirm != args.slug:
+        raise CLIError(f"this destroys {args.slug}'s keys for good: repeat --confirm {args.slug}")
+    settings = _settings()
+
+    async def work() -> int:
+        tenant = await service.get_tenant_by_slug(args.slug)
+        return await delete_tenant(
+            _keyring(settings), tenant, actor=Actor.system("cli delete-tenant")
+        )
+
+    destroyed = asyncio.run(_with_database(settings, work))
+    print(
+        f"tenant {args.slug} deleted: {destroyed} key versions destroyed; its content is unreadable"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="shiftgate", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="shiftgate", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="serve the gateway over HTTP")
@@ -233,6 +412,36 @@ def _parser() -> argparse.ArgumentParser:
     verify = audit_commands.add_parser("verify", help="verify a tenant's hash chain")
     verify.add_argument("--tenant", required=True, help="the tenant's slug")
     verify.set_defaults(run=_cmd_audit_verify)
+    importer = commands.add_parser("import", help="import documents")
+    import_kinds = importer.add_subparsers(dest="import_kind", required=True, metavar="FORMAT")
+    markdown = import_kinds.add_parser(
+        "markdown", help="a folder of Markdown files with front matter (idempotent)"
+    )
+    markdown.add_argument("directory", help="the folder; every *.md below it is imported")
+    markdown.add_argument("--tenant", required=True, help="the MSP's slug")
+    markdown.set_defaults(run=_cmd_import_markdown)
+
+    keys = commands.add_parser("keys", help="encryption key operations")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
+    rotate = key_commands.add_parser(
+        "rotate", help="new key version for a tenant; re-wrap its data keys"
+    )
+    rotate.add_argument("--tenant", required=True, help="the tenant's slug")
+    rotate.add_argument("--batch-size", type=int, default=500, help="data keys per transaction")
+    rotate.set_defaults(run=_cmd_keys_rotate)
+    key_commands.add_parser(
+        "rotate-root", help="new root key; re-wrap every tenant key under it"
+    ).set_defaults(run=_cmd_keys_rotate_root)
+    key_commands.add_parser(
+        "rotate-signing", help="new access-token signing key (the old one stays published)"
+    ).set_defaults(run=_cmd_keys_rotate_signing)
+
+    delete = commands.add_parser(
+        "delete-tenant", help="delete a tenant and destroy its keys (crypto-shredding)"
+    )
+    delete.add_argument("--slug", required=True)
+    delete.add_argument("--confirm", required=True, help="the slug again")
+    delete.set_defaults(run=_cmd_delete_tenant)
     return parser
 
 
@@ -256,8 +465,21 @@ def _one_line(exc: BaseException) -> str:
         return str(exc)
     if isinstance(exc, DomainError):
         return exc.detail
+    if _is_missing_schema(exc):
+        detail = str(exc).splitlines()[0]
+        return f"the database schema is missing or out of date ({detail}): run `shiftgate init`"
     if isinstance(exc, OSError | ConnectionError):
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return f"cannot reach a service: {first}"
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"unexpected {type(exc).__name__}: {text}".rstrip(": ")
+
+
+def _is_missing_schema(exc: BaseException) -> bool:
+    import sqlite3
+
+    from asyncpg.exceptions import UndefinedColumnError, UndefinedTableError
+
+    if isinstance(exc, sqlite3.OperationalError):
+        return str(exc).startswith(("no such table:", "no such column:"))
+    return isinstance(exc, UndefinedTableError | UndefinedColumnError)

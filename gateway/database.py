@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import warnings
 from typing import Any
 
 from piccolo.apps.migrations.commands.forwards import run_forwards
@@ -45,9 +46,13 @@ ALL_TABLES = _all_tables()
 
 
 def engine_for(settings: Settings) -> Engine:
-    """A Piccolo engine for `DATABASE_URL`. Creating it opens no connection."""
+    """A Piccolo engine for `DATABASE_URL`. Failures to connect surface in `open_database`."""
     if settings.database_kind == "postgres":
-        return PostgresEngine(config={"dsn": settings.database_url})
+        # PostgresEngine() asks the server for its version at once and only *warns* (two lines
+        # on stderr) when it cannot; `open_database` reports that failure as one DatabaseError.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return PostgresEngine(config={"dsn": settings.database_url})
     return SQLiteEngine(path=str(settings.sqlite_path), timeout=30)
 
 
@@ -102,9 +107,18 @@ async def migrate(engine: Engine) -> None:
 
 
 def _is_connection_error(exc: BaseException) -> bool:
-    import asyncpg
+    from asyncpg import exceptions as pg
 
-    return isinstance(exc, asyncpg.PostgresConnectionStatusError | asyncpg.CannotConnectNowError)
+    # Unreachable server (class 08), refused start-up, unknown database, unknown role or
+    # bad password, no free connection slot: all mean "cannot connect", none is a bug.
+    return isinstance(
+        exc,
+        pg.PostgresConnectionError
+        | pg.CannotConnectNowError
+        | pg.InvalidCatalogNameError
+        | pg.InvalidAuthorizationSpecificationError
+        | pg.TooManyConnectionsError,
+    )
 
 
 def _describe(exc: BaseException) -> str:

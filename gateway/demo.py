@@ -15,10 +15,14 @@ from typing import Any
 
 from gateway.settings import Settings
 from policies.ceiling import Ceiling
-from sharing import accounts, clients, partnerships
+from gateway.app import root_key_provider
+from sharing import accounts, clients, partner_clients, partnerships
+from sharing.importer import import_markdown
 from sharing.partnerships import PartnershipAction, PartnershipStatus
 from tenants import service
 from tenants.errors import NotFound
+from tenants.keyring import KeyRing
+from tenants.oauth_clients import AuthMethod, PartnerScope, load_client
 from tenants.passwords import hash_password, verify_password
 from tenants.roles import Actor, ActorKind, Role
 from tenants.tables import ApiToken, User
@@ -38,6 +42,8 @@ _CLIENTS = [
     ("Fabrikam Inc", "FABRIKAM", "Law firm, one office, strict confidentiality."),
 ]
 _TOKEN_NAME = "demo"
+_OAUTH_CLIENT_NAME = "NightOwl tooling (demo)"
+_SAMPLES = Path(__file__).parent / "sample_docs"
 
 
 def _facts_path(settings: Settings) -> Path:
@@ -117,6 +123,32 @@ async def _api_token(tenant: service.TenantInfo, known: str | None, admin: Actor
     return issued.secret
 
 
+async def _oauth_client(noc_admin: Actor, known: dict[str, str] | None) -> dict[str, str]:
+    """The demo NOC's client_secret_basic client; a new secret when the remembered one fails."""
+    now = datetime.now(UTC)
+    existing = next(
+        (c for c in await partner_clients.list_clients(noc_admin) if c.name == _OAUTH_CLIENT_NAME),
+        None,
+    )
+    if existing is not None and known and known.get("client_id") == existing.client_id:
+        loaded = await load_client(existing.client_id, now)
+        if loaded is not None and loaded.secret_matches(known.get("client_secret", "")):
+            return known
+    if existing is None:
+        view, secret = await partner_clients.register_client(
+            noc_admin,
+            name=_OAUTH_CLIENT_NAME,
+            auth_method=AuthMethod.CLIENT_SECRET_BASIC,
+            scopes=[scope.value for scope in PartnerScope],
+        )
+    else:
+        view, secret = await partner_clients.rotate_credentials(
+            noc_admin, existing.id, overlap_hours=0
+        )
+    assert secret is not None
+    return {"client_id": view.client_id, "client_secret": secret}
+
+
 async def seed_demo(settings: Settings) -> dict[str, Any]:
     """Create what is missing of the demo; return the demo facts (logins, token, ids)."""
     system = Actor.system("demo")
@@ -166,6 +198,11 @@ async def seed_demo(settings: Settings) -> dict[str, Any]:
         current = await partnerships.act(suspender, current.id, PartnershipAction.RESUME)
 
     token = await _api_token(msp, previous.get("api_token"), msp_admin)
+    keyring = KeyRing(root_key_provider(settings))
+    report = await import_markdown(msp_admin, keyring, _SAMPLES)
+    if report.errors:
+        raise RuntimeError(f"sample documents failed to import: {report.errors}")
+    oauth = await _oauth_client(noc_admin, previous.get("oauth_client"))
     facts: dict[str, Any] = {
         "portal_url": settings.base_url,
         "msp": {"name": msp.name, "slug": msp.slug, "id": str(msp.id)},
@@ -174,6 +211,8 @@ async def seed_demo(settings: Settings) -> dict[str, Any]:
         "partnership_id": str(current.id),
         "logins": logins,
         "api_token": token,
+        "oauth_client": oauth,
+        "documents": report.created + report.updated + report.unchanged,
     }
     _save_facts(settings, facts)
     return facts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,6 +14,8 @@ import msgspec
 __all__ = ["Settings", "SettingsError"]
 
 Environment = Literal["development", "production", "test"]
+_ENVIRONMENTS = ("development", "production", "test")
+_LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 
 
 class SettingsError(ValueError):
@@ -37,11 +40,28 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     login_window_seconds: int = 900
     trusted_proxies: tuple[str, ...] = ()
     log_level: str = "INFO"
+    access_token_seconds: int = 600
+    token_rate_per_client: int = 60
+    token_rate_per_address: int = 120
 
     @property
     def secure_cookies(self) -> bool:
         """Cookies are `Secure` everywhere but on a plain-HTTP local setup."""
         return self.environment == "production" or self.base_url.startswith("https://")
+
+    @property
+    def issuer(self) -> str:
+        """The OAuth issuer identifier: the public origin."""
+        return self.base_url.rstrip("/")
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.issuer}/oauth/token"
+
+    @property
+    def api_audience(self) -> str:
+        """The `aud` of every access token: the partner API's resource identifier."""
+        return f"{self.issuer}/api/v1/partner"
 
     @property
     def database_kind(self) -> Literal["sqlite", "postgres"]:
@@ -108,10 +128,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError("SHIFTGATE_PORT: expected a port number between 1 and 65535")
         if not 0 < self.session_hours <= 24 * 7:
             raise SettingsError("SHIFTGATE_SESSION_HOURS: expected hours between 0 and 168")
-        if self.login_max_failures < 1 or self.login_window_seconds < 1:
+        if self.login_max_failures < 1:
+            raise SettingsError("SHIFTGATE_LOGIN_MAX_FAILURES: expected a whole number above 0")
+        if not 30 <= self.access_token_seconds <= 600:
             raise SettingsError(
-                "SHIFTGATE_LOGIN_MAX_FAILURES / SHIFTGATE_LOGIN_WINDOW_SECONDS: expected positive"
+                "SHIFTGATE_ACCESS_TOKEN_SECONDS: expected 30 to 600 (10 minutes at most)"
             )
+        if self.token_rate_per_client < 1:
+            raise SettingsError("SHIFTGATE_TOKEN_RATE_PER_CLIENT: expected requests per minute")
+        if self.token_rate_per_address < 1:
+            raise SettingsError("SHIFTGATE_TOKEN_RATE_PER_ADDRESS: expected requests per minute")
+        if self.login_window_seconds < 1:
+            raise SettingsError("SHIFTGATE_LOGIN_WINDOW_SECONDS: expected a whole number above 0")
 
 
 _UNPREFIXED = {"database_url": "DATABASE_URL", "redis_url": "REDIS_URL"}
@@ -122,9 +150,31 @@ def _env_name(field: str) -> str:
 
 
 def _parse(env_name: str, field: str, raw: str) -> object:
+    if field == "environment" and raw not in _ENVIRONMENTS:
+        raise SettingsError(f"{env_name}: expected one of {', '.join(_ENVIRONMENTS)}, got {raw!r}")
+    if field == "log_level" and raw.upper() not in _LOG_LEVELS:
+        raise SettingsError(f"{env_name}: expected one of {', '.join(_LOG_LEVELS)}, got {raw!r}")
+    if field == "base_url":
+        return raw.rstrip("/")  # an origin; callers append paths that start with "/"
     if field == "trusted_proxies":
-        return tuple(part.strip() for part in raw.split(",") if part.strip())
-    if field in {"port", "login_max_failures", "login_window_seconds"}:
+        proxies = tuple(part.strip() for part in raw.split(",") if part.strip())
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise SettingsError(
+                    f"{env_name}: expected IP addresses or networks separated by commas, "
+                    f"got {proxy!r}"
+                ) from None
+        return proxies
+    if field in {
+        "port",
+        "login_max_failures",
+        "login_window_seconds",
+        "access_token_seconds",
+        "token_rate_per_client",
+        "token_rate_per_address",
+    }:
         try:
             return int(raw)
         except ValueError:

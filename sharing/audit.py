@@ -70,6 +70,16 @@ class AuditAction(enum.StrEnum):
     KEY_RETIRED = "key:retired"
     ROOT_KEY_ROTATED = "key:root_rotated"
     TENANT_DELETED = "tenant:deleted"
+    OAUTH_CLIENT_REGISTERED = "oauth_client:registered"
+    OAUTH_CLIENT_DISABLED = "oauth_client:disabled"
+    OAUTH_CLIENT_ENABLED = "oauth_client:enabled"
+    OAUTH_CLIENT_ROTATED = "oauth_client:credentials_rotated"
+    TOKEN_ISSUED = "token:issued"
+    TOKEN_REFUSED = "token:refused"
+    TOKEN_REVOKED = "token:revoked"
+    TOKEN_INTROSPECTED = "token:introspected"
+    TOKEN_REJECTED = "token:rejected"
+    SIGNING_KEY_ROTATED = "key:signing_rotated"
 
 
 class Outcome(enum.StrEnum):

@@ -21,13 +21,15 @@ from tenants.keyring import KeyRing, KeyStatus
 from tenants.roles import PLATFORM_TENANT_ID, Actor
 from tenants.root_key import FileRootKey, RootKeyError
 from tenants.service import TenantInfo
-from tenants.tables import ApiToken, Tenant, TenantKey
+from tenants.signing import TokenSigner
+from tenants.tables import ApiToken, SigningKey, Tenant, TenantKey
 
 __all__ = [
     "Progress",
     "RotationReport",
     "delete_tenant",
     "rotate_root_key",
+    "rotate_signing_key",
     "rotate_tenant_key",
 ]
 
@@ -132,9 +134,16 @@ async def _retire_unused(keyring: KeyRing, tenant_id: uuid.UUID, actor: Actor) -
 
 
 async def rotate_root_key(
-    keyring: KeyRing, provider: FileRootKey, *, actor: Actor, progress: Progress | None = None
+    keyring: KeyRing,
+    signer: TokenSigner,
+    provider: FileRootKey,
+    *,
+    actor: Actor,
+    progress: Progress | None = None,
 ) -> tuple[str, str, int]:
-    """Re-wrap every tenant key under a new root key. Returns (old id, new id, keys re-wrapped).
+    """Re-wrap every tenant key and signing key under a new root key.
+
+    Returns (old id, new id, keys re-wrapped).
 
     Safe to run again after an interruption: the next key is written beside the current one
     before any row changes, each wrapped key names the root key that opens it, and keys made
@@ -164,6 +173,20 @@ async def rotate_root_key(
                     progress(done, max(total, done))
         if not rows:
             break
+    async with write_transaction():
+        signing = await SigningKey.select(
+            SigningKey.id, SigningKey.kid, SigningKey.private_sealed
+        ).where(SigningKey.root_key_id != new_id)
+        for row in signing:
+            await SigningKey.update(
+                {
+                    SigningKey.private_sealed: signer.rewrap(
+                        row["kid"], bytes(row["private_sealed"]), new_id, new_key
+                    ),
+                    SigningKey.root_key_id: new_id,
+                }
+            ).where(SigningKey.id == row["id"])
+            done += 1
     await record(
         PLATFORM_TENANT_ID,
         AuditAction.ROOT_KEY_ROTATED,
@@ -222,3 +245,18 @@ async def delete_tenant(keyring: KeyRing, tenant: TenantInfo, *, actor: Actor) -
             )
     keyring.forget(tenant.id)
     return len(destroyed)
+
+
+async def rotate_signing_key(signer: TokenSigner, *, actor: Actor) -> str:
+    """A new token-signing key; the old one stays published while its tokens may live."""
+    async with write_transaction():
+        kid = await signer.rotate()
+        await record(
+            PLATFORM_TENANT_ID,
+            AuditAction.SIGNING_KEY_ROTATED,
+            actor=actor,
+            target_type="signing_key",
+            target_id=kid,
+            severity=Severity.WARNING,
+        )
+    return kid

@@ -16,7 +16,18 @@ from piccolo.columns import (
 )
 from piccolo.table import Table
 
-__all__ = ["ApiToken", "Membership", "Tenant", "TenantKey", "User"]
+__all__ = [
+    "ApiToken",
+    "ClientAssertion",
+    "IssuedToken",
+    "Membership",
+    "OAuthClient",
+    "OAuthCredential",
+    "SigningKey",
+    "Tenant",
+    "TenantKey",
+    "User",
+]
 
 
 class Tenant(Table, tablename="tenants"):
@@ -74,3 +85,66 @@ class TenantKey(Table, tablename="tenant_keys"):
     status = Varchar(length=12)
     created_at = Timestamptz()
     retired_at = Timestamptz(null=True, default=None)
+
+
+class OAuthClient(Table, tablename="oauth_clients"):
+    """A partner NOC's machine client. `client_id` is its public identifier."""
+
+    id = UUID(primary_key=True)
+    tenant_id = ForeignKey(references=Tenant, on_delete=OnDelete.restrict)
+    client_id = Varchar(length=64, unique=True)
+    name = Varchar(length=100)
+    auth_method = Varchar(length=24)
+    scopes = JSON()
+    networks = JSON()
+    created_by = Varchar(length=254)
+    created_at = Timestamptz()
+    disabled_at = Timestamptz(null=True, default=None)
+
+
+class OAuthCredential(Table, tablename="oauth_credentials"):
+    """A client's secret (hashed) or public key set; superseded ones expire after an overlap."""
+
+    id = UUID(primary_key=True)
+    tenant_id = ForeignKey(references=Tenant, on_delete=OnDelete.restrict)
+    oauth_client_id = ForeignKey(references=OAuthClient, on_delete=OnDelete.restrict)
+    secret_hash = Varchar(length=64, null=True, default=None, secret=True)
+    jwks = JSON(null=True, default=None)
+    created_at = Timestamptz()
+    expires_at = Timestamptz(null=True, default=None)
+
+
+class SigningKey(Table, tablename="signing_keys"):
+    """The gateway's token-signing keys, the private half sealed by the root key."""
+
+    id = UUID(primary_key=True)
+    kid = Varchar(length=64, unique=True)
+    alg = Varchar(length=16)
+    private_sealed = Bytea(secret=True)
+    root_key_id = Varchar(length=16)
+    public_jwk = JSON()
+    created_at = Timestamptz()
+    retired_at = Timestamptz(null=True, default=None)
+
+
+class IssuedToken(Table, tablename="issued_tokens"):
+    """Every access token issued: the database's word on revocation and introspection."""
+
+    jti = Varchar(length=64, primary_key=True)
+    tenant_id = ForeignKey(references=Tenant, on_delete=OnDelete.restrict)
+    oauth_client_id = ForeignKey(references=OAuthClient, on_delete=OnDelete.restrict)
+    grant_id = UUID(null=True, default=None)
+    scope = Text()
+    issued_at = Timestamptz()
+    expires_at = Timestamptz()
+    revoked_at = Timestamptz(null=True, default=None)
+
+
+class ClientAssertion(Table, tablename="client_assertions"):
+    """Seen `jti`s of client assertions (private_key_jwt), kept until they expire: no replay."""
+
+    id = UUID(primary_key=True)
+    tenant_id = ForeignKey(references=Tenant, on_delete=OnDelete.restrict)
+    oauth_client_id = ForeignKey(references=OAuthClient, on_delete=OnDelete.restrict)
+    jti = Varchar(length=255)
+    expires_at = Timestamptz()

@@ -19,6 +19,7 @@ from tenants.errors import NotFound
 from tenants.keyring import IntegrityFailure, KeyRing, KeysDestroyed, KeyStatus
 from tenants.roles import Actor, ActorKind
 from tenants.root_key import EnvRootKey, FileRootKey, create_root_key_file
+from tenants.signing import TokenSigner
 from tenants.tables import TenantKey
 from tests.helpers import make_tenant
 
@@ -159,12 +160,15 @@ async def test_root_rotation_rewraps_every_tenant_key(db, tmp_path: Path) -> Non
             content=Content("T", f"body {tenant.slug}"),
         )
     await keys.rotate_tenant_key(keyring, tenants[0], actor=_actor(tenants[0]))
+    signer = TokenSigner(provider, max_token_seconds=600)
+    kid, _ = await signer.signing_key()
     old_id, _ = provider.current_root_key()
     returned_old, new_id, count = await keys.rotate_root_key(
-        keyring, provider, actor=Actor.system("test")
+        keyring, signer, provider, actor=Actor.system("test")
     )
     assert returned_old == old_id
-    assert count == 2  # live key versions only: the retired one has no material left
+    # two live tenant key versions (the retired one has no material left) and the signing key
+    assert count == 3
     assert provider.current_root_key()[0] == new_id
     assert not provider.pending_path.exists()
     rows = await TenantKey.select().where(TenantKey.wrapped_key.is_not_null())
@@ -175,6 +179,8 @@ async def test_root_rotation_rewraps_every_tenant_key(db, tmp_path: Path) -> Non
     retired = next(tmp_path.glob(f"root.key.{old_id}.retired"))
     retired.unlink()  # the old key is gone for good: nothing needs it
     assert await _opens(KeyRing(FileRootKey(path)), tenants[0], made[tenants[0].id].id)
+    fresh_signer = TokenSigner(FileRootKey(path), max_token_seconds=600)
+    assert (await fresh_signer.signing_key())[0] == kid  # the signing key opens too
 
 
 async def test_deleted_tenant_content_cannot_be_opened_with_any_key(db) -> None:
