@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -25,6 +26,7 @@ from redis.asyncio import Redis
 
 from gateway.api.account import AccountController, TokenController
 from gateway.api.content import ClientController, DocumentController
+from gateway.api.handoffs import HandoffController, PolicyController
 from gateway.api.health import healthz, readyz
 from gateway.api.oauth_clients import OAuthClientController
 from gateway.api.partner import PartnerController
@@ -47,6 +49,7 @@ from gateway.portal.views import PortalController
 from gateway.problems import exception_handlers
 from gateway.settings import Settings
 from gateway.throttle import MemoryThrottle, RedisThrottle, Throttle
+from sharing.clock import Clock, DatabaseClock
 from tenants.keyring import KeyRing
 from tenants.root_key import EnvRootKey, FileRootKey, RootKeyProvider, derive_secret
 from tenants.signing import TokenSigner
@@ -63,13 +66,27 @@ def root_key_provider(settings: Settings) -> RootKeyProvider:
     return FileRootKey(settings.root_key_file)
 
 
-def create_app(settings: Settings) -> Litestar:
-    """Assemble the gateway for `settings`. Opens no connection until the app starts."""
+class _ThrottleReadCounter:
+    """A grant's reads in the current minute, counted where sign-in throttling counts."""
+
+    def __init__(self, throttle: Throttle) -> None:
+        self._throttle = throttle
+
+    async def hit(self, grant_id: uuid.UUID) -> int:
+        return await self._throttle.hit(f"grant-reads:{grant_id}", 60)
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
+    """Assemble the gateway for `settings`. Opens no connection until the app starts.
+
+    `clock` decides what time it is for grants; the database's clock by default.
+    """
     logging.basicConfig(level=settings.log_level.upper())
     engine = bind_database(settings)
     root_keys = root_key_provider(settings)
     keyring = KeyRing(root_keys)
     signer = TokenSigner(root_keys, max_token_seconds=settings.access_token_seconds)
+    clock = clock or DatabaseClock()
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     session_store: Store
     throttle: Throttle
@@ -79,6 +96,7 @@ def create_app(settings: Settings) -> Litestar:
     else:
         session_store = MemoryStore()
         throttle = MemoryThrottle()
+    read_counter = _ThrottleReadCounter(throttle)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -120,17 +138,25 @@ def create_app(settings: Settings) -> Litestar:
             ClientController,
             DocumentController,
             OAuthClientController,
+            PolicyController,
+            HandoffController,
         ],
         dependencies={
             "actor": Provide(api_actor),
             "keyring": Provide(lambda: keyring, sync_to_thread=False),
+            "clock": Provide(lambda: clock, sync_to_thread=False),
         },
         security=[{"bearerAuth": []}, {"sessionCookie": []}],
     )
     partner_api = Router(
         path="/api/v1/partner",
         route_handlers=[PartnerController],
-        dependencies={"partner": Provide(partner_caller)},
+        dependencies={
+            "partner": Provide(partner_caller),
+            "keyring": Provide(lambda: keyring, sync_to_thread=False),
+            "clock": Provide(lambda: clock, sync_to_thread=False),
+            "read_counter": Provide(lambda: read_counter, sync_to_thread=False),
+        },
     )
     app = Litestar(
         route_handlers=[
@@ -195,6 +221,7 @@ def create_app(settings: Settings) -> Litestar:
     app.state.root_keys = root_keys
     app.state.keyring = keyring
     app.state.signer = signer
+    app.state.clock = clock
     return app
 
 

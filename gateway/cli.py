@@ -318,8 +318,8 @@ def _cmd_keys_rotate_root(args: argparse.Namespace) -> None:
 
     old_id, new_id, count = asyncio.run(_with_database(settings, work))
     print(
-        f"root key {new_id} now wraps {count} tenant and signing keys; the old key {old_id} was moved "
-        f"beside {provider.path} (keep it only as long as backups made before now)"
+        f"root key {new_id} now wraps {count} tenant and signing keys; the old key {old_id} "
+        f"was moved beside {provider.path} (keep it only as long as backups made before now)"
     )
 
 

@@ -9,14 +9,18 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from gateway.app import root_key_provider
 from gateway.settings import Settings
 from policies.ceiling import Ceiling
-from gateway.app import root_key_provider
-from sharing import accounts, clients, partner_clients, partnerships
+from policies.schedule import BusinessHours, Weekday
+from sharing import accounts, clients, handoffs, partner_clients, partnerships, schedules
+from sharing.clock import DatabaseClock
+from sharing.handoffs import GrantView, Severity4
 from sharing.importer import import_markdown
 from sharing.partnerships import PartnershipAction, PartnershipStatus
 from tenants import service
@@ -149,6 +153,50 @@ async def _oauth_client(noc_admin: Actor, known: dict[str, str] | None) -> dict[
     return {"client_id": view.client_id, "client_secret": secret}
 
 
+_HOURS = BusinessHours(
+    time_zone="Europe/Berlin",
+    weekly={
+        day: [["08:00", "18:00"]]
+        for day in (Weekday.MON, Weekday.TUE, Weekday.WED, Weekday.THU, Weekday.FRI)
+    },
+    holidays=[
+        date(2026, 12, 24),
+        date(2026, 12, 25),
+        date(2026, 12, 26),
+        date(2026, 12, 31),
+        date(2027, 1, 1),
+    ],
+)
+
+
+async def _schedule(msp_admin: Actor) -> None:
+    if await schedules.load_schedule(msp_admin.tenant_id) is None:  # type: ignore[arg-type]
+        await schedules.set_schedule(msp_admin, _HOURS, handback_buffer_minutes=0)
+
+
+async def _live_grant(
+    msp_admin: Actor, keyring: KeyRing, noc_slug: str, client_id: uuid.UUID
+) -> GrantView:
+    """A handoff that is active now and for hours yet, whatever the time of day."""
+    clock = DatabaseClock()
+    now = await clock.now()
+    for grant in await handoffs.list_grants(msp_admin, clock, live_only=True):
+        if grant.psa_reference.startswith("DEMO-") and grant.ends_at > now + timedelta(hours=2):
+            return grant
+    made = await handoffs.create_handoff(
+        msp_admin,
+        keyring,
+        clock,
+        partner=noc_slug,
+        client_id=client_id,
+        psa_reference=f"DEMO-{now:%m%d%H%M}",
+        summary="Core switch down at Contoso Hamburg: production line offline since 17:40.",
+        severity=Severity4.P1,
+        ends_at=now + timedelta(hours=12),
+    )
+    return made.grant
+
+
 async def seed_demo(settings: Settings) -> dict[str, Any]:
     """Create what is missing of the demo; return the demo facts (logins, token, ids)."""
     system = Actor.system("demo")
@@ -203,6 +251,8 @@ async def seed_demo(settings: Settings) -> dict[str, Any]:
     if report.errors:
         raise RuntimeError(f"sample documents failed to import: {report.errors}")
     oauth = await _oauth_client(noc_admin, previous.get("oauth_client"))
+    await _schedule(msp_admin)
+    grant = await _live_grant(msp_admin, keyring, noc.slug, uuid.UUID(client_ids["CONTOSO"]))
     facts: dict[str, Any] = {
         "portal_url": settings.base_url,
         "msp": {"name": msp.name, "slug": msp.slug, "id": str(msp.id)},
@@ -212,6 +262,9 @@ async def seed_demo(settings: Settings) -> dict[str, Any]:
         "logins": logins,
         "api_token": token,
         "oauth_client": oauth,
+        "grant_id": str(grant.id),
+        "handoff_id": str(grant.handoff_id),
+        "grant_ends_at": grant.ends_at.isoformat(),
         "documents": report.created + report.updated + report.unchanged,
     }
     _save_facts(settings, facts)

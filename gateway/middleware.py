@@ -9,7 +9,7 @@ from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["RequestContextMiddleware"]
+__all__ = ["RequestContextMiddleware", "request_id_of", "response_headers"]
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
@@ -17,6 +17,36 @@ _CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
+
+
+def request_id_of(scope: Scope) -> str:
+    """The request's id: a sane incoming `X-Request-ID`, else a new one; kept in the scope."""
+    state = scope.setdefault("state", {})
+    if not state.get("request_id"):
+        incoming = next(
+            (value.decode("latin-1") for key, value in scope["headers"] if key == b"x-request-id"),
+            "",
+        )
+        state["request_id"] = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    return str(state["request_id"])
+
+
+def response_headers(request_id: str, path: str) -> dict[str, str]:
+    """The headers every response carries.
+
+    Error responses made outside the middleware stack (an unknown path, a CSRF failure) add them
+    themselves: Litestar sends those past this middleware.
+    """
+    headers = {
+        "X-Request-ID": request_id,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "X-Frame-Options": "DENY",
+        "Cache-Control": "no-store",
+    }
+    if not path.startswith("/schema"):  # the schema browser loads its scripts from a CDN
+        headers["Content-Security-Policy"] = _CSP
+    return headers
 
 
 class RequestContextMiddleware:
@@ -29,25 +59,15 @@ class RequestContextMiddleware:
         if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
-        incoming = next(
-            (value.decode("latin-1") for key, value in scope["headers"] if key == b"x-request-id"),
-            "",
-        )
-        request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
-        docs = scope["path"].startswith("/schema")
+        wanted = response_headers(request_id_of(scope), scope["path"])
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableScopeHeaders.from_message(message)
-                headers["X-Request-ID"] = request_id
-                headers["X-Content-Type-Options"] = "nosniff"
-                headers["Referrer-Policy"] = "no-referrer"
-                headers["X-Frame-Options"] = "DENY"
-                if not docs:  # the schema browser loads its scripts from a CDN
-                    headers["Content-Security-Policy"] = _CSP
-                if "cache-control" not in headers:
-                    headers["Cache-Control"] = "no-store"
+                for name, value in wanted.items():
+                    if name == "Cache-Control" and "cache-control" in headers:
+                        continue  # a response that says how to cache itself keeps it
+                    headers[name] = value
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

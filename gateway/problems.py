@@ -24,6 +24,7 @@ from litestar.status_codes import (
 )
 from litestar.types import ExceptionHandlersMap
 
+from gateway.middleware import request_id_of, response_headers
 from tenants.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unauthenticated
 from tenants.keyring import IntegrityFailure, KeysDestroyed
 
@@ -67,9 +68,11 @@ def problem_response(
         "detail": detail,
         **(extra or {}),
     }
-    request_id = request.scope.get("state", {}).get("request_id")
-    if request_id:
-        body["request_id"] = request_id
+    # Errors raised before a route is found (an unknown path) or inside a middleware (CSRF) are
+    # sent past the request-context middleware: give them its id and headers here.
+    request_id = request_id_of(request.scope)
+    body["request_id"] = request_id
+    headers = {**response_headers(request_id, request.url.path), **(headers or {})}
     if wants_html(request):
         from gateway.portal.views import error_page
 
@@ -82,7 +85,7 @@ def _domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Response
         (code for kind, code in _STATUS.items() if isinstance(exc, kind)),
         HTTP_500_INTERNAL_SERVER_ERROR,
     )
-    extra = {"code": exc.code} if exc.code else None
+    extra = {**({"code": exc.code} if exc.code else {}), **exc.extra}
     return problem_response(
         request, status, exc.title, exc.detail, code=type(exc).__name__.lower(), extra=extra
     )
@@ -159,7 +162,11 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any
 def _is_integrity_error(exc: BaseException) -> bool:
     import asyncpg
 
-    return isinstance(exc, sqlite3.IntegrityError | asyncpg.IntegrityConstraintViolationError)
+    if isinstance(exc, sqlite3.IntegrityError):
+        # SQLite reports a trigger's RAISE(ABORT) as a constraint error; like an exception raised
+        # by a PostgreSQL trigger, it is the database refusing the write, not two changes clashing.
+        return getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_CONSTRAINT_TRIGGER
+    return isinstance(exc, asyncpg.IntegrityConstraintViolationError)
 
 
 def _is_backing_failure(exc: BaseException) -> bool:

@@ -39,6 +39,7 @@ __all__ = [
     "archive_document",
     "create_document",
     "current_content",
+    "current_title",
     "find_by_source",
     "get_document",
     "list_documents",
@@ -679,6 +680,11 @@ async def find_by_source(tenant_id: uuid.UUID, source_key: str) -> dict[str, Any
         .first()
     )
     return row
+
+
+async def current_title(keyring: KeyRing, tenant_id: uuid.UUID, row: dict[str, Any]) -> str:
+    revision = await _revision_row(tenant_id, row["id"], row["current_revision"])
+    return await _open_title(keyring, revision)
 
 
 async def current_content(keyring: KeyRing, tenant_id: uuid.UUID, row: dict[str, Any]) -> Content:

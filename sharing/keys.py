@@ -11,11 +11,16 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
+
+from piccolo.columns import Column
+from piccolo.table import Table
 
 from sharing.audit import AuditAction, Severity, record
 from sharing.documents import revision_context
 from sharing.partnerships import end_all_for_tenant
-from sharing.tables import DocumentRevision
+from sharing.sealed import record_context
+from sharing.tables import DocumentRevision, Handoff, HandoffNote
 from tenants.db import write_transaction
 from tenants.keyring import KeyRing, KeyStatus
 from tenants.roles import PLATFORM_TENANT_ID, Actor
@@ -44,6 +49,30 @@ class RotationReport:
     retired_versions: list[int]
 
 
+@dataclass(frozen=True, slots=True)
+class _SealedTable:
+    """A table whose rows carry a data key wrapped by a tenant KEK."""
+
+    table: type[Table]
+    columns: tuple[Column, ...]
+    context: Callable[[uuid.UUID, dict[str, Any]], bytes]
+
+
+_SEALED_TABLES = (
+    _SealedTable(
+        DocumentRevision,
+        (DocumentRevision.document_id, DocumentRevision.revision),
+        lambda tenant_id, row: revision_context(tenant_id, row["document_id"], row["revision"]),
+    ),
+    _SealedTable(
+        Handoff, (), lambda tenant_id, row: record_context("handoff", tenant_id, row["id"])
+    ),
+    _SealedTable(
+        HandoffNote, (), lambda tenant_id, row: record_context("note", tenant_id, row["id"])
+    ),
+)
+
+
 async def rotate_tenant_key(
     keyring: KeyRing,
     tenant: TenantInfo,
@@ -63,41 +92,41 @@ async def rotate_tenant_key(
             target_id=str(version),
             severity=Severity.WARNING,
         )
-    stale = DocumentRevision.kek_version != version
-    total = await DocumentRevision.count().where((DocumentRevision.tenant_id == tenant.id) & stale)
+    total = 0
+    for sealed in _SEALED_TABLES:
+        total += await sealed.table.count().where(_stale(sealed, tenant.id, version))
     done = 0
     if progress:
         progress(0, total)
-    while True:
-        async with write_transaction():
-            rows = (
-                await DocumentRevision.select(
-                    DocumentRevision.id,
-                    DocumentRevision.document_id,
-                    DocumentRevision.revision,
-                    DocumentRevision.wrapped_dek,
+    for sealed in _SEALED_TABLES:
+        table = sealed.table
+        id_column = table._meta.primary_key
+        while True:
+            async with write_transaction():
+                rows = (
+                    await table.select(id_column, table.wrapped_dek, *sealed.columns)  # type: ignore[attr-defined]
+                    .where(_stale(sealed, tenant.id, version))
+                    .limit(batch_size)
                 )
-                .where((DocumentRevision.tenant_id == tenant.id) & stale)
-                .limit(batch_size)
-            )
-            for row in rows:
-                context = revision_context(tenant.id, row["document_id"], row["revision"])
-                dek = await keyring.unwrap_dek(tenant.id, bytes(row["wrapped_dek"]), context)
-                await DocumentRevision.update(
-                    {
-                        DocumentRevision.wrapped_dek: await keyring.wrap_dek(
-                            tenant.id, version, dek, context
-                        ),
-                        DocumentRevision.kek_version: version,
-                    }
-                ).where(DocumentRevision.id == row["id"])
-        done += len(rows)
-        if progress:
-            progress(done, max(total, done))
-        if len(rows) < batch_size:
-            break
+                for row in rows:
+                    context = sealed.context(tenant.id, row)
+                    dek = await keyring.unwrap_dek(tenant.id, bytes(row["wrapped_dek"]), context)
+                    wrapped = await keyring.wrap_dek(tenant.id, version, dek, context)
+                    await table.update(
+                        {table.wrapped_dek: wrapped, table.kek_version: version}  # type: ignore[attr-defined]
+                    ).where(id_column == row["id"])
+            done += len(rows)
+            if progress:
+                progress(done, max(total, done))
+            if len(rows) < batch_size:
+                break
     retired = await _retire_unused(keyring, tenant.id, actor)
     return RotationReport(version, done, retired)
+
+
+def _stale(sealed: _SealedTable, tenant_id: uuid.UUID, version: int) -> Any:
+    table = sealed.table
+    return (table.tenant_id == tenant_id) & (table.kek_version != version)  # type: ignore[attr-defined]
 
 
 async def _retire_unused(keyring: KeyRing, tenant_id: uuid.UUID, actor: Actor) -> list[int]:
@@ -108,11 +137,14 @@ async def _retire_unused(keyring: KeyRing, tenant_id: uuid.UUID, actor: Actor) -
             (TenantKey.tenant_id == tenant_id) & (TenantKey.status == KeyStatus.RETIRING)
         )
         for row in rows:
-            in_use = await DocumentRevision.exists().where(
-                (DocumentRevision.tenant_id == tenant_id)
-                & (DocumentRevision.kek_version == row["version"])
-            )
-            if in_use:
+            in_use = [
+                await sealed.table.exists().where(
+                    (sealed.table.tenant_id == tenant_id)  # type: ignore[attr-defined]
+                    & (sealed.table.kek_version == row["version"])  # type: ignore[attr-defined]
+                )
+                for sealed in _SEALED_TABLES
+            ]
+            if any(in_use):
                 continue
             await TenantKey.update(
                 {

@@ -10,7 +10,15 @@ from sharing.tables import (
     Client,
     Document,
     DocumentRevision,
+    Grant,
+    GrantExtension,
+    Handoff,
+    HandoffNote,
+    MspRuleSet,
+    OutboxEvent,
     Partnership,
+    RotationItem,
+    Schedule,
 )
 
 __all__ = ["APP_CONFIG"]
@@ -18,7 +26,22 @@ __all__ = ["APP_CONFIG"]
 APP_CONFIG = AppConfig(
     app_name="sharing",
     migrations_folder_path=str(Path(__file__).parent.parent / "migrations" / "sharing"),
-    table_classes=[Client, Document, DocumentRevision, Partnership, AuditEvent, AuditHead],
+    table_classes=[
+        Client,
+        Document,
+        DocumentRevision,
+        Partnership,
+        AuditEvent,
+        AuditHead,
+        Schedule,
+        MspRuleSet,
+        Handoff,
+        Grant,
+        GrantExtension,
+        HandoffNote,
+        RotationItem,
+        OutboxEvent,
+    ],
     migration_dependencies=["tenants.piccolo_app"],
     commands=[],
 )

@@ -18,7 +18,22 @@ from piccolo.table import Table
 
 from tenants.tables import Tenant
 
-__all__ = ["AuditEvent", "AuditHead", "Client", "Document", "DocumentRevision", "Partnership"]
+__all__ = [
+    "AuditEvent",
+    "AuditHead",
+    "Client",
+    "Document",
+    "DocumentRevision",
+    "Grant",
+    "GrantExtension",
+    "Handoff",
+    "HandoffNote",
+    "MspRuleSet",
+    "OutboxEvent",
+    "Partnership",
+    "RotationItem",
+    "Schedule",
+]
 
 
 class Client(Table, tablename="clients"):
@@ -113,3 +128,112 @@ class AuditHead(Table, tablename="audit_heads"):
     tenant_id = UUID(primary_key=True)
     seq = BigInt()
     hash = Varchar(length=64)
+
+
+class Schedule(Table, tablename="schedules"):
+    """An MSP's business hours (`policies.schedule.BusinessHours` as JSON)."""
+
+    id = UUID(primary_key=True)
+    tenant_id = ForeignKey(references=Tenant, on_delete=OnDelete.restrict, unique=True)
+    hours = JSON()
+    handback_buffer_minutes = Integer(default=0)
+    updated_at = Timestamptz()
+
+
+class MspRuleSet(Table, tablename="msp_rules"):
+    """An MSP's sharing rules (`policies.decision.MspRules` as JSON)."""
+
+    id = UUID(primary_key=True)
+    tenant_id = ForeignKey(references=Tenant, on_delete=OnDelete.restrict, unique=True)
+    rules = JSON()
+    updated_at = Timestamptz()
+
+
+class Handoff(Table, tablename="handoffs"):
+    """An incident passed to a partner; its summary is sealed like document content."""
+
+    id = UUID(primary_key=True)
+    tenant_id = ForeignKey(references=Tenant, on_delete=OnDelete.restrict)
+    noc_tenant_id = ForeignKey(references=Tenant, on_delete=OnDelete.restrict)
+    partnership_id = ForeignKey(references=Partnership, on_delete=OnDelete.restrict)
+    client_id = ForeignKey(references=Client, on_delete=OnDelete.restrict)
+    psa_reference = Varchar(length=100)
+    severity = Varchar(length=4)
+    kek_version = Integer()
+    wrapped_dek = Bytea(secret=True)
+    summary_sealed = Bytea()
+    created_by = Varchar(length=254)
+    created_at = Timestamptz()
+
+
+class Grant(Table, tablename="grants"):
+    """Time-boxed access for one handoff: always an end, checked on every read."""
+
+    id = UUID(primary_key=True)
+    tenant_id = ForeignKey(references=Tenant, on_delete=OnDelete.restrict)
+    noc_tenant_id = ForeignKey(references=Tenant, on_delete=OnDelete.restrict)
+    handoff_id = ForeignKey(references=Handoff, on_delete=OnDelete.restrict)
+    partnership_id = ForeignKey(references=Partnership, on_delete=OnDelete.restrict)
+    client_id = ForeignKey(references=Client, on_delete=OnDelete.restrict)
+    scope = JSON()
+    status = Varchar(length=12)
+    starts_at = Timestamptz()
+    ends_at = Timestamptz()
+    ended_at = Timestamptz(null=True, default=None)
+    end_reason = Text(null=True, default=None)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+
+
+class GrantExtension(Table, tablename="grant_extensions"):
+    """A partner's request for more time, and the MSP's answer."""
+
+    id = UUID(primary_key=True)
+    tenant_id = ForeignKey(references=Tenant, on_delete=OnDelete.restrict)
+    grant_id = ForeignKey(references=Grant, on_delete=OnDelete.restrict)
+    reason = Text()
+    requested_ends_at = Timestamptz(null=True, default=None)
+    status = Varchar(length=10)
+    requested_by = Varchar(length=254)
+    requested_at = Timestamptz()
+    decided_by = Varchar(length=254, null=True, default=None)
+    decided_at = Timestamptz(null=True, default=None)
+    new_ends_at = Timestamptz(null=True, default=None)
+
+
+class HandoffNote(Table, tablename="handoff_notes"):
+    """Hand-back notes the partner posts; sealed under the MSP's key (it is their incident)."""
+
+    id = UUID(primary_key=True)
+    tenant_id = ForeignKey(references=Tenant, on_delete=OnDelete.restrict)
+    grant_id = ForeignKey(references=Grant, on_delete=OnDelete.restrict)
+    author = Varchar(length=254)
+    kek_version = Integer()
+    wrapped_dek = Bytea(secret=True)
+    body_sealed = Bytea()
+    created_at = Timestamptz()
+
+
+class RotationItem(Table, tablename="rotation_list"):
+    """A credential revealed under break-glass: it must be rotated."""
+
+    id = UUID(primary_key=True)
+    tenant_id = ForeignKey(references=Tenant, on_delete=OnDelete.restrict)
+    document_id = ForeignKey(references=Document, on_delete=OnDelete.restrict)
+    grant_id = ForeignKey(references=Grant, on_delete=OnDelete.restrict)
+    revealed_by = Varchar(length=254)
+    revealed_at = Timestamptz()
+    reason = Text()
+    rotated_by = Varchar(length=254, null=True, default=None)
+    rotated_at = Timestamptz(null=True, default=None)
+
+
+class OutboxEvent(Table, tablename="outbox_events"):
+    """A notification for a tenant (grant.created, document.break_glass, ...), written in the
+    same transaction as what it reports; delivered to the tenant's webhooks from here."""
+
+    id = UUID(primary_key=True)
+    tenant_id = ForeignKey(references=Tenant, on_delete=OnDelete.restrict)
+    event_type = Varchar(length=48)
+    payload = JSON()
+    created_at = Timestamptz()

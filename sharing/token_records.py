@@ -71,6 +71,7 @@ async def record_issued(
                 jti=claims["jti"],
                 tenant_id=client.tenant_id,
                 oauth_client_id=client.id,
+                grant_id=uuid.UUID(claims["grant_id"]) if "grant_id" in claims else None,
                 scope=claims["scope"],
                 issued_at=datetime.fromtimestamp(claims["iat"], UTC),
                 expires_at=datetime.fromtimestamp(claims["exp"], UTC),
@@ -83,7 +84,11 @@ async def record_issued(
             target_type="access_token",
             target_id=claims["jti"],
             request=request,
-            context={"scope": claims["scope"], "expires_at": str(claims["exp"])},
+            context={
+                "scope": claims["scope"],
+                "expires_at": str(claims["exp"]),
+                **({"grant_id": claims["grant_id"]} if "grant_id" in claims else {}),
+            },
         )
 
 

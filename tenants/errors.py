@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = ["Conflict", "DomainError", "Forbidden", "Invalid", "NotFound", "Unauthenticated"]
 
 
@@ -10,10 +12,13 @@ class DomainError(Exception):
 
     title = "Request failed"
 
-    def __init__(self, detail: str, *, code: str | None = None) -> None:
+    def __init__(
+        self, detail: str, *, code: str | None = None, extra: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.code = code
+        self.extra = extra or {}
 
 
 class Invalid(DomainError):

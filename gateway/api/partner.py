@@ -1,14 +1,27 @@
-"""`/api/v1/partner`: the API partner NOCs call with OAuth access tokens (and nothing else)."""
+"""`/api/v1/partner`: the API partner NOCs call with OAuth access tokens (and nothing else).
+
+Grant-bound endpoints need a token requested with scope `grant:<id>` (see the README).
+"""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, get
+from litestar import Controller, Request, get, post
+from litestar.params import Parameter
 
+from gateway.auth import request_meta
 from gateway.oauth.resource import PartnerCaller
+from policies.decision import MAX_BREAK_GLASS_REASON
+from sharing import partner_access
+from sharing.clock import Clock
+from sharing.handoffs import GrantView
+from sharing.partner_access import Bundle, Partner, PartnerDocument, ReadCounter
 from tenants import service
+from tenants.keyring import KeyRing
 
 __all__ = ["PartnerController"]
 
@@ -19,6 +32,29 @@ class PartnerMe(msgspec.Struct, frozen=True):
     tenant_name: str
     client_id: str
     scopes: list[str]
+    grant_id: uuid.UUID | None
+
+
+class NoteCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    body: Annotated[str, msgspec.Meta(min_length=1, max_length=partner_access.MAX_NOTE_CHARS)]
+
+
+class ExtensionCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_BREAK_GLASS_REASON)]
+    requested_ends_at: datetime | None = None
+
+
+class Created(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+
+
+def _partner(caller: PartnerCaller) -> Partner:
+    return Partner(
+        tenant_id=caller.tenant_id,
+        client_pk=caller.client_pk,
+        client_id=caller.client_id,
+        bound_grant_id=caller.grant_id,
+    )
 
 
 class PartnerController(Controller):
@@ -35,4 +71,97 @@ class PartnerController(Controller):
             tenant_name=tenant.name,
             client_id=partner.client_id,
             scopes=sorted(partner.scopes),
+            grant_id=partner.grant_id,
         )
+
+    @get("/grants", operation_id="listPartnerGrants", summary="The NOC's running grants")
+    async def grants(self, partner: PartnerCaller, clock: Clock) -> list[GrantView]:
+        return await partner_access.list_partner_grants(_partner(partner), clock)
+
+    @get(
+        "/grants/{grant_id:uuid}/bundle",
+        operation_id="getGrantBundle",
+        summary="The incident, the client and the documents in scope (no bodies)",
+    )
+    async def bundle(
+        self,
+        partner: PartnerCaller,
+        keyring: KeyRing,
+        clock: Clock,
+        grant_id: uuid.UUID,
+        request: Request[Any, Any, Any],
+    ) -> Bundle:
+        return await partner_access.partner_bundle(
+            _partner(partner), keyring, clock, grant_id, request=request_meta(request)
+        )
+
+    @get(
+        "/grants/{grant_id:uuid}/documents/{document_id:uuid}",
+        operation_id="getGrantDocument",
+        summary="A document in scope, decrypted; secrets need X-Break-Glass-Reason",
+    )
+    async def document(
+        self,
+        partner: PartnerCaller,
+        keyring: KeyRing,
+        clock: Clock,
+        read_counter: ReadCounter,
+        grant_id: uuid.UUID,
+        document_id: uuid.UUID,
+        request: Request[Any, Any, Any],
+        break_glass_reason: Annotated[
+            str | None, Parameter(header="X-Break-Glass-Reason", required=False)
+        ] = None,
+    ) -> PartnerDocument:
+        return await partner_access.partner_read(
+            _partner(partner),
+            keyring,
+            clock,
+            read_counter,
+            grant_id,
+            document_id,
+            break_glass_reason=break_glass_reason,
+            request=request_meta(request),
+        )
+
+    @post(
+        "/grants/{grant_id:uuid}/notes",
+        operation_id="postHandbackNote",
+        summary="Post hand-back notes (Markdown) for the MSP",
+    )
+    async def note(
+        self,
+        partner: PartnerCaller,
+        keyring: KeyRing,
+        clock: Clock,
+        grant_id: uuid.UUID,
+        data: NoteCreate,
+        request: Request[Any, Any, Any],
+    ) -> Created:
+        note_id = await partner_access.partner_note(
+            _partner(partner), keyring, clock, grant_id, data.body, request=request_meta(request)
+        )
+        return Created(note_id)
+
+    @post(
+        "/grants/{grant_id:uuid}/extension-requests",
+        operation_id="requestExtension",
+        summary="Ask the MSP for more time, with a reason",
+    )
+    async def extension(
+        self,
+        partner: PartnerCaller,
+        clock: Clock,
+        grant_id: uuid.UUID,
+        data: ExtensionCreate,
+        request: Request[Any, Any, Any],
+    ) -> Created:
+        extension_id = await partner_access.partner_extension(
+            _partner(partner),
+            clock,
+            grant_id,
+            data.reason,
+            data.requested_ends_at,
+            request=request_meta(request),
+        )
+        return Created(extension_id)

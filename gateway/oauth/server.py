@@ -31,7 +31,7 @@ from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet
 
-from gateway.oauth.claims import access_token_claims
+from gateway.oauth.claims import GRANT_SCOPE_PREFIX, BoundGrant, access_token_claims
 from gateway.settings import Settings
 from tenants.oauth_clients import ALLOWED_ASSERTION_ALGS, AuthMethod, LoadedClient
 
@@ -84,8 +84,9 @@ class TokenRequest(OAuth2Request):  # type: ignore[misc]
 
 
 class _Client(ClientMixin):  # type: ignore[misc]
-    def __init__(self, loaded: LoadedClient) -> None:
+    def __init__(self, loaded: LoadedClient, grant: BoundGrant | None) -> None:
         self.loaded = loaded
+        self.grant = grant
 
     def get_client_id(self) -> str:
         return self.loaded.client_id
@@ -94,10 +95,13 @@ class _Client(ClientMixin):  # type: ignore[misc]
         return None
 
     def get_allowed_scope(self, scope: str | None) -> str:
+        allowed = set(self.loaded.scopes)
+        if self.grant is not None:
+            allowed.add(f"{GRANT_SCOPE_PREFIX}{self.grant.id}")
         wanted = (scope or "").split()
         if not wanted:
             return " ".join(sorted(self.loaded.scopes))
-        return " ".join(s for s in wanted if s in self.loaded.scopes)
+        return " ".join(s for s in wanted if s in allowed)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         return False
@@ -167,6 +171,10 @@ class _AssertionAuth(JWTBearerClientAssertion):  # type: ignore[misc]
         return str(jti) not in self._server.seen_assertions
 
 
+def _binds(grant: BoundGrant | None, scope: str) -> bool:
+    return grant is not None and f"{GRANT_SCOPE_PREFIX}{grant.id}" in scope.split()
+
+
 class _Generator(BearerTokenGenerator):  # type: ignore[misc]
     def __init__(self, server: ShiftgateServer) -> None:
         super().__init__(access_token_generator=self._access_token)
@@ -181,6 +189,7 @@ class _Generator(BearerTokenGenerator):  # type: ignore[misc]
             resource=server.resource,
             now=int(time.time()),
             jti=secrets.token_urlsafe(24),
+            grant=client.grant if _binds(client.grant, scope) else None,
         )
         server.collected.token_claims = claims
         kid, key = server.signing_key
@@ -208,12 +217,14 @@ class ShiftgateServer(AuthorizationServer):  # type: ignore[misc]
         signing_key: tuple[str, ECKey],
         seen_assertions: frozenset[str] = frozenset(),
         resource: str | None = None,
+        grant: BoundGrant | None = None,
     ) -> None:
         super().__init__(scopes_supported=None)
         self.settings = settings
         self.signing_key = signing_key
         self.seen_assertions = seen_assertions
         self.resource = resource
+        self.grant = grant
         self.collected = Collected(client=client)
         self._client = client
         self.register_grant(_ClientCredentials)
@@ -225,7 +236,7 @@ class ShiftgateServer(AuthorizationServer):  # type: ignore[misc]
             return None
         if self._client.disabled:
             raise InvalidClientError(description="the client is disabled")
-        return _Client(self._client)
+        return _Client(self._client, self.grant)
 
     def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
         """Nothing to do here: the endpoint stores the token after authlib returns."""

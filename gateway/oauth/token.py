@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, OAuth2Error
+from authlib.oauth2.rfc6749 import (
+    InvalidClientError,
+    InvalidRequestError,
+    InvalidScopeError,
+    OAuth2Error,
+)
 from litestar import Request, Response, post
 from litestar.status_codes import HTTP_429_TOO_MANY_REQUESTS
 
 from gateway.auth import request_meta
+from gateway.oauth.claims import GRANT_SCOPE_PREFIX, BoundGrant
 from gateway.oauth.server import ShiftgateServer, TokenRequest, peek_client_id
 from gateway.settings import Settings
 from sharing import token_records
+from sharing.tables import Grant
 from tenants.errors import Conflict
 from tenants.oauth_clients import LoadedClient, load_client
 from tenants.signing import TokenSigner
@@ -104,6 +112,7 @@ async def token_endpoint(request: Request[Any, Any, Any]) -> Response[Any]:
             error = OAuth2Error(description=f"unknown resource; use {settings.api_audience}")
             error.error = "invalid_target"
             raise error
+        grant = await _requested_grant(client, form.get("scope", ""))
         seen = await _seen_assertions(client)
         signer: TokenSigner = request.app.state.signer
         server = ShiftgateServer(
@@ -112,6 +121,7 @@ async def token_endpoint(request: Request[Any, Any, Any]) -> Response[Any]:
             signing_key=await signer.signing_key(),
             seen_assertions=seen,
             resource=resource,
+            grant=grant,
         )
         status, body, headers = server.create_token_response(
             TokenRequest(request.method, public_url(request), request.headers, form)
@@ -137,6 +147,34 @@ async def token_endpoint(request: Request[Any, Any, Any]) -> Response[Any]:
         await token_records.record_refused(client, client_id, _describe(replayed), meta)
         return oauth_error(replayed)
     return Response(payload, status_code=status, headers=dict(headers))
+
+
+async def _requested_grant(client: LoadedClient | None, scope: str) -> BoundGrant | None:
+    """The grant named by a `grant:<id>` scope, if it is this NOC's and still running."""
+    named = [part for part in scope.split() if part.startswith(GRANT_SCOPE_PREFIX)]
+    if not named:
+        return None
+    if len(named) > 1:
+        raise InvalidScopeError(description="a token is bound to one grant at most")
+    try:
+        grant_id = uuid.UUID(named[0].removeprefix(GRANT_SCOPE_PREFIX))
+    except ValueError:
+        raise InvalidScopeError(description="grant scopes look like grant:<uuid>") from None
+    if client is None:
+        return None  # authentication fails next, with its own reason
+    row = (
+        await Grant.select(Grant.ends_at)
+        .where(
+            (Grant.id == grant_id)
+            & (Grant.noc_tenant_id == client.tenant_id)
+            & Grant.status.is_in(["scheduled", "active"])
+            & (Grant.ends_at > datetime.now(UTC))
+        )
+        .first()
+    )
+    if row is None:
+        raise InvalidScopeError(description="no running grant of this partner has that id")
+    return BoundGrant(grant_id, int(row["ends_at"].timestamp()))
 
 
 async def _seen_assertions(client: LoadedClient | None) -> frozenset[str]:

@@ -47,7 +47,10 @@ def error_page(
     headers: dict[str, str] | None = None,
 ) -> Response[Any]:
     if status == HTTP_401_UNAUTHORIZED:
-        return Redirect("/login")
+        return Redirect("/login", headers=headers)
+    # A request that never reached the session middleware (an unknown path) has no session;
+    # the page then shows no flash messages instead of failing to render.
+    request.scope.setdefault("session", {})
     return Template(
         "error.html",
         context={"status": status, "title": title, "detail": detail},

@@ -62,13 +62,9 @@ DESCRIPTION = "documents and encrypted revisions"
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="sharing", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="sharing", description=DESCRIPTION)
 
-    manager.add_table(
-        class_name="Document", tablename="documents", schema=None, columns=None
-    )
+    manager.add_table(class_name="Document", tablename="documents", schema=None, columns=None)
 
     manager.add_table(
         class_name="DocumentRevision",

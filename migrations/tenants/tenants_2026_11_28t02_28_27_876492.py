@@ -33,13 +33,9 @@ DESCRIPTION = "tenant key ring, tenant deletion"
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="tenants", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="tenants", description=DESCRIPTION)
 
-    manager.add_table(
-        class_name="TenantKey", tablename="tenant_keys", schema=None, columns=None
-    )
+    manager.add_table(class_name="TenantKey", tablename="tenant_keys", schema=None, columns=None)
 
     manager.add_column(
         table_class_name="TenantKey",

@@ -48,9 +48,7 @@ DESCRIPTION = "OAuth clients, credentials, signing keys, issued tokens"
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="tenants", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="tenants", description=DESCRIPTION)
 
     manager.add_table(
         class_name="OAuthCredential",

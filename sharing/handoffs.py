@@ -1,0 +1,620 @@
+"""Handoffs and their grants, MSP side: hand off, revoke, complete, extend, read notes.
+
+A grant is `scheduled -> active -> expired | revoked | completed`. Its window is enforced on
+every read from the database (see `partner_access`); the state kept here is what people see and
+what the worker moves on time.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from policies.ceiling import Ceiling
+from policies.decision import GrantScope, decide_grant
+from policies.schedule import shift_end
+from policies.vocabulary import Sensitivity
+from sharing.audit import AuditAction, RequestMeta, Severity, record
+from sharing.clock import Clock
+from sharing.documents import normalise_tags
+from sharing.events import EventType, emit
+from sharing.partnerships import PartnershipStatus, TenantRef
+from sharing.schedules import load_rules, load_schedule
+from sharing.sealed import open_text, seal_text
+from sharing.tables import Client, Grant, GrantExtension, Handoff, HandoffNote, Partnership
+from tenants import service
+from tenants.db import write_transaction
+from tenants.errors import Conflict, Forbidden, Invalid, NotFound
+from tenants.keyring import KeyRing
+from tenants.roles import Actor, Permission
+from tenants.tables import IssuedToken
+
+__all__ = [
+    "GRANT_COLUMNS",
+    "MAX_SUMMARY_CHARS",
+    "ExtensionView",
+    "GrantStatus",
+    "GrantView",
+    "HandoffView",
+    "NoteView",
+    "Severity4",
+    "complete_grant",
+    "create_handoff",
+    "decide_extension",
+    "effective_status",
+    "get_handoff",
+    "grant_row",
+    "grant_view",
+    "list_grants",
+    "list_notes",
+    "revoke_grant",
+    "revoke_grant_tokens",
+]
+
+MAX_SUMMARY_CHARS = 2000
+MAX_REASON_CHARS = 500
+_NO_REQUEST = RequestMeta()
+
+
+class GrantStatus(enum.StrEnum):
+    SCHEDULED = "scheduled"
+    ACTIVE = "active"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    COMPLETED = "completed"
+
+
+_LIVE = (GrantStatus.SCHEDULED.value, GrantStatus.ACTIVE.value)
+
+
+class Severity4(enum.StrEnum):
+    """After-hours priority: P1 respond in ~15 minutes ... P4 in 8 hours."""
+
+    P1 = "P1"
+    P2 = "P2"
+    P3 = "P3"
+    P4 = "P4"
+
+
+class GrantView(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    handoff_id: uuid.UUID
+    msp: TenantRef
+    noc: TenantRef
+    client_id: uuid.UUID
+    client_name: str
+    psa_reference: str
+    severity: Severity4
+    scope: GrantScope
+    status: GrantStatus
+    starts_at: datetime
+    ends_at: datetime
+    ended_at: datetime | None
+    end_reason: str | None
+    seconds_left: int
+
+
+class NoteView(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    author: str
+    body: str
+    created_at: datetime
+
+
+class ExtensionView(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    reason: str
+    requested_ends_at: datetime | None
+    status: str
+    requested_by: str
+    requested_at: datetime
+    decided_by: str | None
+    decided_at: datetime | None
+    new_ends_at: datetime | None
+
+
+class HandoffView(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    psa_reference: str
+    severity: Severity4
+    summary: str
+    grant: GrantView
+    notes: list[NoteView]
+    extensions: list[ExtensionView]
+
+
+GRANT_COLUMNS: tuple[Any, ...] = (
+    *Grant.all_columns(),
+    Grant.tenant_id.name,
+    Grant.tenant_id.slug,
+    Grant.noc_tenant_id.name,
+    Grant.noc_tenant_id.slug,
+    Grant.client_id.name,
+    Grant.handoff_id.psa_reference,
+    Grant.handoff_id.severity,
+)
+
+
+def effective_status(row: dict[str, Any], now: datetime) -> GrantStatus:
+    """What the grant is now, whether or not the worker has moved it yet."""
+    status = GrantStatus(row["status"])
+    if status.value in _LIVE:
+        if now >= row["ends_at"]:
+            return GrantStatus.EXPIRED
+        return GrantStatus.ACTIVE if now >= row["starts_at"] else GrantStatus.SCHEDULED
+    return status
+
+
+def grant_view(row: dict[str, Any], now: datetime) -> GrantView:
+    status = effective_status(row, now)
+    left = (row["ends_at"] - now).total_seconds() if status.value in _LIVE else 0
+    return GrantView(
+        id=row["id"],
+        handoff_id=row["handoff_id"],
+        msp=TenantRef(row["tenant_id"], row["tenant_id.name"], row["tenant_id.slug"]),
+        noc=TenantRef(row["noc_tenant_id"], row["noc_tenant_id.name"], row["noc_tenant_id.slug"]),
+        client_id=row["client_id"],
+        client_name=row["client_id.name"],
+        psa_reference=row["handoff_id.psa_reference"],
+        severity=Severity4(row["handoff_id.severity"]),
+        scope=msgspec.convert(row["scope"], GrantScope),
+        status=status,
+        starts_at=row["starts_at"],
+        ends_at=row["ends_at"],
+        ended_at=row["ended_at"],
+        end_reason=row["end_reason"],
+        seconds_left=max(0, int(left)),
+    )
+
+
+async def grant_row(where: Any) -> dict[str, Any] | None:
+    row: dict[str, Any] | None = (
+        await Grant.select(*GRANT_COLUMNS).where(where).first().output(load_json=True)
+    )
+    return row
+
+
+def _msp(actor: Actor, permission: Permission) -> uuid.UUID:
+    tenant_id = actor.require(permission)
+    if actor.tenant_kind is not None and not actor.tenant_kind.is_msp:
+        raise Forbidden("only an MSP hands off incidents", code="not_msp")
+    return tenant_id
+
+
+def _text(value: str, name: str, limit: int) -> str:
+    value = value.strip()
+    if not 1 <= len(value) <= limit:
+        raise Invalid(f"{name} needs 1 to {limit} characters", code=name)
+    return value
+
+
+def default_scope(ceiling: Ceiling) -> GrantScope:
+    """The widest scope the ceiling allows."""
+    return GrantScope(
+        document_kinds=list(ceiling.document_kinds),
+        tags=[],
+        max_sensitivity=Sensitivity.SECRET if ceiling.secrets_allowed else Sensitivity.CONFIDENTIAL,
+    )
+
+
+async def create_handoff(
+    actor: Actor,
+    keyring: KeyRing,
+    clock: Clock,
+    *,
+    partner: str,
+    client_id: uuid.UUID,
+    psa_reference: str,
+    summary: str,
+    severity: Severity4,
+    scope: GrantScope | None = None,
+    starts_at: datetime | None = None,
+    ends_at: datetime | None = None,
+    request: RequestMeta = _NO_REQUEST,
+) -> HandoffView:
+    """Hand an incident to a partner NOC; the grant ends at shift end unless told otherwise."""
+    tenant_id = _msp(actor, Permission.HANDOFF_CREATE)
+    psa_reference = _text(psa_reference, "psa_reference", 100)
+    summary = _text(summary, "summary", MAX_SUMMARY_CHARS)
+    now = await clock.now()
+    try:
+        noc = await service.get_tenant_by_slug(partner)
+    except NotFound:
+        raise Invalid(f"no partner NOC with the slug {partner!r}", code="partner_unknown") from None
+    partnership = (
+        await Partnership.select()
+        .where((Partnership.tenant_id == tenant_id) & (Partnership.noc_tenant_id == noc.id))
+        .order_by(Partnership.created_at, ascending=False)
+        .first()
+        .output(load_json=True)
+    )
+    if partnership is None:
+        raise Invalid(f"{noc.slug} is not a partner of this MSP", code="partner_unknown")
+    if partnership["status"] != PartnershipStatus.ACTIVE.value:
+        raise Conflict(
+            f"the partnership with {noc.slug} is {partnership['status']}",
+            code="partnership_inactive",
+        )
+    client = (
+        await Client.select(Client.name)
+        .where(
+            (Client.id == client_id)
+            & (Client.tenant_id == tenant_id)
+            & Client.archived_at.is_null()
+        )
+        .first()
+    )
+    if client is None:
+        raise Invalid("no such client (or it is archived)", code="client_unknown")
+    ceiling = msgspec.convert(partnership["ceiling"], Ceiling)
+    rules = await load_rules(tenant_id)
+    scope = scope or default_scope(ceiling)
+    scope = GrantScope(
+        document_kinds=sorted(set(scope.document_kinds)),
+        tags=normalise_tags(scope.tags),
+        max_sensitivity=scope.max_sensitivity,
+    )
+    begins = max(starts_at or now, now)
+    if ends_at is None:
+        schedule = await load_schedule(tenant_id)
+        if schedule is None:
+            raise Invalid("set business hours first, or give ends_at", code="no_schedule")
+        end = shift_end(schedule.hours, begins)
+        if end is None:
+            raise Invalid("the schedule never closes: give ends_at", code="no_shift_end")
+        ends_at = end + timedelta(minutes=schedule.handback_buffer_minutes)
+    decision = decide_grant(
+        scope=scope,
+        ceiling=ceiling,
+        rules=rules,
+        client_id=client_id,
+        starts_at=begins,
+        ends_at=ends_at,
+        now=now,
+        partnership_active=True,
+    )
+    if not decision.allowed:
+        raise Invalid(
+            "; ".join(reason.message for reason in decision.reasons),
+            code=",".join(decision.codes),
+        )
+    handoff_id, grant_id = uuid.uuid4(), uuid.uuid4()
+    status = GrantStatus.SCHEDULED if begins > now else GrantStatus.ACTIVE
+    async with write_transaction():
+        sealed = await seal_text(keyring, tenant_id, "handoff", handoff_id, summary)
+        await Handoff.insert(
+            Handoff(
+                id=handoff_id,
+                tenant_id=tenant_id,
+                noc_tenant_id=noc.id,
+                partnership_id=partnership["id"],
+                client_id=client_id,
+                psa_reference=psa_reference,
+                severity=severity.value,
+                kek_version=sealed.kek_version,
+                wrapped_dek=sealed.wrapped_dek,
+                summary_sealed=sealed.sealed,
+                created_by=actor.label,
+                created_at=now,
+            )
+        )
+        await Grant.insert(
+            Grant(
+                id=grant_id,
+                tenant_id=tenant_id,
+                noc_tenant_id=noc.id,
+                handoff_id=handoff_id,
+                partnership_id=partnership["id"],
+                client_id=client_id,
+                scope=msgspec.to_builtins(scope),
+                status=status.value,
+                starts_at=begins,
+                ends_at=ends_at,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        context = {
+            "grant_id": str(grant_id),
+            "handoff_id": str(handoff_id),
+            "psa_reference": psa_reference,
+            "client_id": str(client_id),
+            "msp_tenant_id": str(tenant_id),
+            "noc_tenant_id": str(noc.id),
+            "ends_at": ends_at.isoformat(),
+        }
+        for chain in sorted((tenant_id, noc.id)):
+            await record(
+                chain,
+                AuditAction.GRANT_CREATED,
+                actor=actor,
+                target_type="grant",
+                target_id=grant_id,
+                request=request,
+                context=context,
+            )
+        await emit(
+            (tenant_id, noc.id),
+            EventType.GRANT_CREATED,
+            {k: context[k] for k in ("grant_id", "psa_reference", "ends_at")},
+        )
+    return await get_handoff(actor, keyring, clock, handoff_id)
+
+
+async def list_grants(actor: Actor, clock: Clock, *, live_only: bool = False) -> list[GrantView]:
+    """The MSP's grants, newest first."""
+    tenant_id = _msp(actor, Permission.TENANT_READ)
+    now = await clock.now()
+    where: Any = Grant.tenant_id == tenant_id
+    if live_only:
+        where &= Grant.status.is_in(list(_LIVE)) & (Grant.ends_at > now)
+    rows = (
+        await Grant.select(*GRANT_COLUMNS)
+        .where(where)
+        .order_by(Grant.created_at, ascending=False)
+        .limit(500)
+        .output(load_json=True)
+    )
+    return [grant_view(row, now) for row in rows]
+
+
+async def get_handoff(
+    actor: Actor, keyring: KeyRing, clock: Clock, handoff_id: uuid.UUID
+) -> HandoffView:
+    """The incident with its grant, notes and extension requests (MSP side)."""
+    tenant_id = _msp(actor, Permission.TENANT_READ)
+    handoff = (
+        await Handoff.select()
+        .where((Handoff.id == handoff_id) & (Handoff.tenant_id == tenant_id))
+        .first()
+    )
+    if handoff is None:
+        raise NotFound("no such handoff")
+    row = await grant_row((Grant.handoff_id == handoff_id) & (Grant.tenant_id == tenant_id))
+    assert row is not None
+    if not actor.can(Permission.CONTENT_READ):
+        raise Forbidden("your role may not read incident details", code="no_body_access")
+    summary = await open_text(
+        keyring,
+        tenant_id,
+        "handoff",
+        handoff_id,
+        bytes(handoff["wrapped_dek"]),
+        bytes(handoff["summary_sealed"]),
+    )
+    return HandoffView(
+        id=handoff_id,
+        psa_reference=handoff["psa_reference"],
+        severity=Severity4(handoff["severity"]),
+        summary=summary,
+        grant=grant_view(row, await clock.now()),
+        notes=await list_notes(keyring, tenant_id, row["id"]),
+        extensions=await _extensions(tenant_id, row["id"]),
+    )
+
+
+async def list_notes(keyring: KeyRing, tenant_id: uuid.UUID, grant_id: uuid.UUID) -> list[NoteView]:
+    rows = (
+        await HandoffNote.select()
+        .where((HandoffNote.tenant_id == tenant_id) & (HandoffNote.grant_id == grant_id))
+        .order_by(HandoffNote.created_at)
+    )
+    return [
+        NoteView(
+            id=row["id"],
+            author=row["author"],
+            body=await open_text(
+                keyring,
+                tenant_id,
+                "note",
+                row["id"],
+                bytes(row["wrapped_dek"]),
+                bytes(row["body_sealed"]),
+            ),
+            created_at=row["created_at"],
+        )
+        for row in rows
+    ]
+
+
+async def _extensions(tenant_id: uuid.UUID, grant_id: uuid.UUID) -> list[ExtensionView]:
+    rows = (
+        await GrantExtension.select()
+        .where((GrantExtension.tenant_id == tenant_id) & (GrantExtension.grant_id == grant_id))
+        .order_by(GrantExtension.requested_at)
+    )
+    return [msgspec.convert(row, ExtensionView, strict=False) for row in rows]
+
+
+async def revoke_grant_tokens(grant_id: uuid.UUID, now: datetime) -> int:
+    """Every token minted for the grant stops working (the partner API reads this each time)."""
+    rows = (
+        await IssuedToken.update({IssuedToken.revoked_at: now})
+        .where((IssuedToken.grant_id == grant_id) & IssuedToken.revoked_at.is_null())
+        .returning(IssuedToken.jti)
+    )
+    return len(rows)
+
+
+async def _end_grant(
+    actor: Actor,
+    clock: Clock,
+    grant_id: uuid.UUID,
+    status: GrantStatus,
+    reason: str | None,
+    action: AuditAction,
+    event: EventType | None,
+    request: RequestMeta,
+) -> GrantView:
+    tenant_id = _msp(actor, Permission.HANDOFF_CREATE)
+    now = await clock.now()
+    async with write_transaction():
+        row = await grant_row((Grant.id == grant_id) & (Grant.tenant_id == tenant_id))
+        if row is None:
+            raise NotFound("no such grant")
+        current = effective_status(row, now)
+        if current.value not in _LIVE:
+            raise Conflict(f"the grant is {current.value} already", code="grant_ended")
+        updated = (
+            await Grant.update(
+                {
+                    Grant.status: status.value,
+                    Grant.ended_at: now,
+                    Grant.end_reason: reason,
+                    Grant.updated_at: now,
+                }
+            )
+            .where((Grant.id == grant_id) & Grant.status.is_in(list(_LIVE)))
+            .returning(Grant.id)
+        )
+        if not updated:
+            raise Conflict("the grant changed meanwhile: reload", code="stale")
+        tokens = await revoke_grant_tokens(grant_id, now)
+        context = {
+            "grant_id": str(grant_id),
+            "psa_reference": row["handoff_id.psa_reference"],
+            "tokens_revoked": str(tokens),
+        }
+        for chain in sorted((tenant_id, row["noc_tenant_id"])):
+            await record(
+                chain,
+                action,
+                actor=actor,
+                target_type="grant",
+                target_id=grant_id,
+                reason=reason,
+                severity=Severity.WARNING if status is GrantStatus.REVOKED else Severity.INFO,
+                request=request,
+                context=context,
+            )
+        if event is not None:
+            await emit((tenant_id, row["noc_tenant_id"]), event, context)
+    refreshed = await grant_row(Grant.id == grant_id)
+    assert refreshed is not None
+    return grant_view(refreshed, now)
+
+
+async def revoke_grant(
+    actor: Actor,
+    clock: Clock,
+    grant_id: uuid.UUID,
+    reason: str,
+    *,
+    request: RequestMeta = _NO_REQUEST,
+) -> GrantView:
+    """End the grant at once; its tokens stop working on the next request."""
+    reason = _text(reason, "reason", MAX_REASON_CHARS)
+    return await _end_grant(
+        actor,
+        clock,
+        grant_id,
+        GrantStatus.REVOKED,
+        reason,
+        AuditAction.GRANT_REVOKED,
+        EventType.GRANT_REVOKED,
+        request,
+    )
+
+
+async def complete_grant(
+    actor: Actor, clock: Clock, grant_id: uuid.UUID, *, request: RequestMeta = _NO_REQUEST
+) -> GrantView:
+    """The incident is closed: the grant ends now."""
+    return await _end_grant(
+        actor,
+        clock,
+        grant_id,
+        GrantStatus.COMPLETED,
+        None,
+        AuditAction.GRANT_COMPLETED,
+        None,
+        request,
+    )
+
+
+async def decide_extension(
+    actor: Actor,
+    clock: Clock,
+    extension_id: uuid.UUID,
+    *,
+    approve: bool,
+    new_ends_at: datetime | None = None,
+    request: RequestMeta = _NO_REQUEST,
+) -> ExtensionView:
+    """Approve (the grant ends later, still within every limit) or decline a request."""
+    tenant_id = _msp(actor, Permission.HANDOFF_CREATE)
+    now = await clock.now()
+    async with write_transaction():
+        extension = (
+            await GrantExtension.select()
+            .where((GrantExtension.id == extension_id) & (GrantExtension.tenant_id == tenant_id))
+            .first()
+        )
+        if extension is None:
+            raise NotFound("no such extension request")
+        if extension["status"] != "pending":
+            raise Conflict(f"the request is {extension['status']} already", code="decided")
+        row = await grant_row(Grant.id == extension["grant_id"])
+        assert row is not None
+        if effective_status(row, now).value not in _LIVE:
+            raise Conflict("the grant has ended: hand off again instead", code="grant_ended")
+        changes: dict[Any, Any] = {
+            GrantExtension.status: "approved" if approve else "declined",
+            GrantExtension.decided_by: actor.label,
+            GrantExtension.decided_at: now,
+        }
+        if approve:
+            target = new_ends_at or extension["requested_ends_at"]
+            if target is None:
+                raise Invalid("give new_ends_at: the request named no end", code="new_ends_at")
+            if target <= row["ends_at"]:
+                raise Invalid(
+                    "an extension must end later than the grant does now", code="new_ends_at"
+                )
+            partnership = (
+                await Partnership.select(Partnership.ceiling, Partnership.status)
+                .where(Partnership.id == row["partnership_id"])
+                .first()
+                .output(load_json=True)
+            )
+            assert partnership is not None
+            decision = decide_grant(
+                scope=msgspec.convert(row["scope"], GrantScope),
+                ceiling=msgspec.convert(partnership["ceiling"], Ceiling),
+                rules=await load_rules(tenant_id),
+                client_id=row["client_id"],
+                starts_at=row["starts_at"],
+                ends_at=target,
+                now=now,
+                partnership_active=partnership["status"] == PartnershipStatus.ACTIVE.value,
+            )
+            if not decision.allowed:
+                raise Invalid(
+                    "; ".join(r.message for r in decision.reasons), code=",".join(decision.codes)
+                )
+            changes[GrantExtension.new_ends_at] = target
+            await Grant.update({Grant.ends_at: target, Grant.updated_at: now}).where(
+                Grant.id == row["id"]
+            )
+        await GrantExtension.update(changes).where(GrantExtension.id == extension_id)
+        context = {"grant_id": str(row["id"]), "extension_id": str(extension_id)}
+        if approve:
+            context["ends_at"] = changes[GrantExtension.new_ends_at].isoformat()
+        for chain in sorted((tenant_id, row["noc_tenant_id"])):
+            await record(
+                chain,
+                AuditAction.GRANT_EXTENDED if approve else AuditAction.GRANT_EXTENSION_DECLINED,
+                actor=actor,
+                target_type="grant",
+                target_id=row["id"],
+                request=request,
+                context=context,
+            )
+        if approve:
+            await emit((tenant_id, row["noc_tenant_id"]), EventType.GRANT_EXTENDED, context)
+    refreshed = await GrantExtension.select().where(GrantExtension.id == extension_id).first()
+    return msgspec.convert(refreshed, ExtensionView, strict=False)

@@ -1,0 +1,557 @@
+"""What a partner NOC reaches through its grants: the bundle, documents, notes, extensions.
+
+Every read is decided by `policies.decision.decide_read` from the database's current state (the
+grant's window included: no background job is trusted), and audited, allowed or denied, in the
+same transaction as the read, in both the MSP's chain (owner) and the NOC's (actor). If the
+event cannot be written nothing is served.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+import msgspec
+
+from policies.ceiling import Ceiling
+from policies.decision import (
+    MAX_BREAK_GLASS_REASON,
+    Decision,
+    DocumentFacts,
+    GrantFacts,
+    GrantScope,
+    ReadRequest,
+    check_grant_window,
+    decide_read,
+)
+from policies.vocabulary import DocumentKind, Sensitivity
+from sharing import documents
+from sharing.audit import AuditAction, Outcome, RequestMeta, Severity, record
+from sharing.clock import Clock
+from sharing.documents import CredentialFields
+from sharing.events import EventType, emit
+from sharing.handoffs import GRANT_COLUMNS, GrantView, effective_status, grant_row, grant_view
+from sharing.partnerships import PartnershipStatus
+from sharing.schedules import load_rules
+from sharing.sealed import open_text, seal_text
+from sharing.tables import (
+    Client,
+    Document,
+    Grant,
+    GrantExtension,
+    Handoff,
+    HandoffNote,
+    Partnership,
+    RotationItem,
+)
+from tenants.db import write_transaction
+from tenants.errors import Conflict, Forbidden, Invalid, NotFound
+from tenants.keyring import KeyRing
+from tenants.roles import Actor, ActorKind
+
+__all__ = [
+    "MAX_NOTE_CHARS",
+    "Bundle",
+    "BundleDocument",
+    "Partner",
+    "PartnerDocument",
+    "ReadCounter",
+    "list_partner_grants",
+    "partner_bundle",
+    "partner_extension",
+    "partner_note",
+    "partner_read",
+]
+
+MAX_NOTE_CHARS = 20_000
+_LIVE = ("scheduled", "active")
+
+
+@runtime_checkable
+class ReadCounter(Protocol):
+    """Counts a grant's reads in the current minute (Redis when configured)."""
+
+    async def hit(self, grant_id: uuid.UUID) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Partner:
+    """The calling NOC client, as its verified access token says."""
+
+    tenant_id: uuid.UUID
+    client_pk: uuid.UUID
+    client_id: str
+    bound_grant_id: uuid.UUID | None
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(
+            kind=ActorKind.OAUTH_CLIENT,
+            id=self.client_pk,
+            label=self.client_id,
+            tenant_id=self.tenant_id,
+        )
+
+
+class BundleDocument(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    kind: DocumentKind
+    title: str
+    tags: list[str]
+    sensitivity: Sensitivity
+    break_glass_required: bool
+
+
+class Bundle(msgspec.Struct, frozen=True):
+    grant: GrantView
+    summary: str
+    client: dict[str, str]
+    documents: list[BundleDocument]
+
+
+class PartnerDocument(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    kind: DocumentKind
+    title: str
+    tags: list[str]
+    sensitivity: Sensitivity
+    revision: int
+    body: str
+    fields: CredentialFields | None
+    break_glass: bool
+
+
+async def list_partner_grants(partner: Partner, clock: Clock) -> list[GrantView]:
+    """The NOC's scheduled and active grants."""
+    now = await clock.now()
+    rows = (
+        await Grant.select(*GRANT_COLUMNS)
+        .where(
+            (Grant.noc_tenant_id == partner.tenant_id)
+            & Grant.status.is_in(list(_LIVE))
+            & (Grant.ends_at > now)
+        )
+        .order_by(Grant.ends_at)
+        .output(load_json=True)
+    )
+    return [grant_view(row, now) for row in rows]
+
+
+async def _own_grant(partner: Partner, grant_id: uuid.UUID) -> dict[str, Any]:
+    """The grant if it is this NOC's (404 otherwise), and the token must be bound to it."""
+    row = await grant_row((Grant.id == grant_id) & (Grant.noc_tenant_id == partner.tenant_id))
+    if row is None:
+        raise NotFound("no such grant")
+    if partner.bound_grant_id != grant_id:
+        raise Forbidden(
+            f"this token is not bound to the grant: request one with scope grant:{grant_id}",
+            code="token_not_bound",
+        )
+    return row
+
+
+async def _facts(row: dict[str, Any]) -> tuple[GrantFacts, Ceiling]:
+    partnership = (
+        await Partnership.select(Partnership.ceiling, Partnership.status)
+        .where(Partnership.id == row["partnership_id"])
+        .first()
+        .output(load_json=True)
+    )
+    assert partnership is not None
+    grant = GrantFacts(
+        id=row["id"],
+        status=str(row["status"]),
+        starts_at=row["starts_at"],
+        ends_at=row["ends_at"],
+        client_id=row["client_id"],
+        scope=msgspec.convert(row["scope"], GrantScope),
+        partnership_active=partnership["status"] == PartnershipStatus.ACTIVE.value,
+    )
+    return grant, msgspec.convert(partnership["ceiling"], Ceiling)
+
+
+def _document_facts(row: dict[str, Any]) -> DocumentFacts:
+    return DocumentFacts(
+        id=row["id"],
+        client_id=row["client_id"],
+        kind=DocumentKind(str(row["kind"])),
+        tags=frozenset(tag for tag in str(row["tags"]).split("|") if tag),
+        sensitivity=Sensitivity(str(row["sensitivity"])),
+        archived=row["archived_at"] is not None,
+    )
+
+
+async def _audit_both(
+    msp_id: uuid.UUID,
+    noc_id: uuid.UUID,
+    action: AuditAction,
+    partner: Partner,
+    *,
+    outcome: Outcome,
+    severity: Severity,
+    target_type: str,
+    target_id: uuid.UUID,
+    reason: str | None,
+    request: RequestMeta,
+    context: dict[str, str],
+) -> None:
+    for chain in sorted((msp_id, noc_id)):
+        await record(
+            chain,
+            action,
+            actor=partner.actor,
+            outcome=outcome,
+            severity=severity,
+            target_type=target_type,
+            target_id=target_id,
+            reason=reason,
+            request=request,
+            context=context,
+        )
+
+
+def _reasons(decision: Decision) -> str:
+    return "; ".join(f"{r.code}: {r.message}" for r in decision.reasons)
+
+
+class Denied(Forbidden):
+    """A read the decision refused; carries the reasons for the 403 body."""
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(
+            "; ".join(reason.message for reason in decision.reasons),
+            code=",".join(decision.codes),
+            extra={"reasons": [{"code": r.code, "message": r.message} for r in decision.reasons]},
+        )
+        self.decision = decision
+
+
+async def partner_bundle(
+    partner: Partner,
+    keyring: KeyRing,
+    clock: Clock,
+    grant_id: uuid.UUID,
+    *,
+    request: RequestMeta,
+) -> Bundle:
+    """The incident, the client and the metadata of every document the grant lets it read."""
+    row = await _own_grant(partner, grant_id)
+    msp_id: uuid.UUID = row["tenant_id"]
+    now = await clock.now()
+    grant, ceiling = await _facts(row)
+    rules = await load_rules(msp_id)
+    context = {"grant_id": str(grant_id), "psa_reference": str(row["handoff_id.psa_reference"])}
+    async with write_transaction():
+        closed = check_grant_window(grant, now)
+        if not closed.allowed:
+            await _audit_both(
+                msp_id,
+                partner.tenant_id,
+                AuditAction.GRANT_BUNDLE_READ,
+                partner,
+                outcome=Outcome.DENIED,
+                severity=Severity.WARNING,
+                target_type="grant",
+                target_id=grant_id,
+                reason=_reasons(closed),
+                request=request,
+                context=context,
+            )
+            raise Denied(closed)
+        rows = await Document.select().where(
+            (Document.tenant_id == msp_id)
+            & (Document.client_id.is_null() | (Document.client_id == grant.client_id))
+            & Document.archived_at.is_null()
+        )
+        listed: list[tuple[dict[str, Any], bool]] = []
+        for doc in rows:
+            facts = _document_facts(doc)
+            decision = decide_read(
+                grant, ceiling, rules, facts, ReadRequest(now, request.source_address)
+            )
+            # listed even when only the break-glass reason is missing: it is asked per read
+            if decision.allowed or decision.codes == ["break_glass_required"]:
+                listed.append((doc, facts.sensitivity is Sensitivity.SECRET))
+        await _audit_both(
+            msp_id,
+            partner.tenant_id,
+            AuditAction.GRANT_BUNDLE_READ,
+            partner,
+            outcome=Outcome.SUCCESS,
+            severity=Severity.INFO,
+            target_type="grant",
+            target_id=grant_id,
+            reason=None,
+            request=request,
+            context={**context, "documents": str(len(listed))},
+        )
+    handoff = await Handoff.select().where(Handoff.id == row["handoff_id"]).first()
+    assert handoff is not None
+    summary = await open_text(
+        keyring,
+        msp_id,
+        "handoff",
+        handoff["id"],
+        bytes(handoff["wrapped_dek"]),
+        bytes(handoff["summary_sealed"]),
+    )
+    client = (
+        await Client.select(Client.name, Client.short_code)
+        .where(Client.id == grant.client_id)
+        .first()
+    )
+    assert client is not None
+    items = []
+    for doc, secret in listed:
+        title = await documents.current_title(keyring, msp_id, doc)
+        items.append(
+            BundleDocument(
+                id=doc["id"],
+                kind=DocumentKind(str(doc["kind"])),
+                title=title,
+                tags=[tag for tag in str(doc["tags"]).split("|") if tag],
+                sensitivity=Sensitivity(str(doc["sensitivity"])),
+                break_glass_required=secret,
+            )
+        )
+    return Bundle(
+        grant=grant_view(row, now),
+        summary=summary,
+        client={"name": client["name"], "short_code": client["short_code"]},
+        documents=items,
+    )
+
+
+async def partner_read(
+    partner: Partner,
+    keyring: KeyRing,
+    clock: Clock,
+    counter: ReadCounter,
+    grant_id: uuid.UUID,
+    document_id: uuid.UUID,
+    *,
+    break_glass_reason: str | None,
+    request: RequestMeta,
+) -> PartnerDocument:
+    """One document, if the decision allows; audited either way (break-glass at high severity,
+    with the MSP notified and the credential put on its rotation list)."""
+    row = await _own_grant(partner, grant_id)
+    msp_id: uuid.UUID = row["tenant_id"]
+    doc = (
+        await Document.select()
+        .where((Document.id == document_id) & (Document.tenant_id == msp_id))
+        .first()
+    )
+    if doc is None:
+        raise NotFound("no such document")
+    grant, ceiling = await _facts(row)
+    rules = await load_rules(msp_id)
+    reads = await counter.hit(grant_id)
+    now = await clock.now()
+    facts = _document_facts(doc)
+    decision = decide_read(
+        grant,
+        ceiling,
+        rules,
+        facts,
+        ReadRequest(now, request.source_address, break_glass_reason, reads),
+    )
+    context = {
+        "grant_id": str(grant_id),
+        "psa_reference": str(row["handoff_id.psa_reference"]),
+        "document_id": str(document_id),
+        "client_id": str(grant.client_id),
+        "kind": facts.kind.value,
+        "sensitivity": facts.sensitivity.value,
+    }
+    async with write_transaction():
+        if not decision.allowed:
+            await _audit_both(
+                msp_id,
+                partner.tenant_id,
+                AuditAction.PARTNER_DOCUMENT_DENIED,
+                partner,
+                outcome=Outcome.DENIED,
+                severity=Severity.WARNING,
+                target_type="document",
+                target_id=document_id,
+                reason=_reasons(decision),
+                request=request,
+                context=context,
+            )
+            if "rate_exceeded" in decision.codes and reads == rules.reads_per_minute + 1:
+                await _audit_both(
+                    msp_id,
+                    partner.tenant_id,
+                    AuditAction.GRANT_RATE_LIMITED,
+                    partner,
+                    outcome=Outcome.DENIED,
+                    severity=Severity.HIGH,
+                    target_type="grant",
+                    target_id=grant_id,
+                    reason=f"more than {rules.reads_per_minute} reads a minute",
+                    request=request,
+                    context=context,
+                )
+                await emit((msp_id,), EventType.GRANT_RATE_LIMITED, context)
+        else:
+            reason = (break_glass_reason or "").strip() or None
+            action = (
+                AuditAction.BREAK_GLASS
+                if decision.break_glass
+                else AuditAction.PARTNER_DOCUMENT_READ
+            )
+            await _audit_both(
+                msp_id,
+                partner.tenant_id,
+                action,
+                partner,
+                outcome=Outcome.SUCCESS,
+                severity=Severity.HIGH if decision.break_glass else Severity.INFO,
+                target_type="document",
+                target_id=document_id,
+                reason=reason,
+                request=request,
+                context=context,
+            )
+            if decision.break_glass:
+                await RotationItem.insert(
+                    RotationItem(
+                        id=uuid.uuid4(),
+                        tenant_id=msp_id,
+                        document_id=document_id,
+                        grant_id=grant_id,
+                        revealed_by=partner.client_id,
+                        revealed_at=now,
+                        reason=reason or "",
+                    )
+                )
+                await emit((msp_id,), EventType.DOCUMENT_BREAK_GLASS, context)
+    if not decision.allowed:
+        raise Denied(decision)
+    content = await documents.current_content(keyring, msp_id, doc)
+    return PartnerDocument(
+        id=document_id,
+        kind=facts.kind,
+        title=content.title,
+        tags=sorted(facts.tags),
+        sensitivity=facts.sensitivity,
+        revision=doc["current_revision"],
+        body=content.body,
+        fields=content.fields,
+        break_glass=decision.break_glass,
+    )
+
+
+async def _live_own_grant(
+    partner: Partner, clock: Clock, grant_id: uuid.UUID
+) -> tuple[dict[str, Any], datetime]:
+    row = await _own_grant(partner, grant_id)
+    now = await clock.now()
+    if effective_status(row, now).value not in _LIVE or now < row["starts_at"]:
+        raise Conflict("the grant is not active", code="grant_not_active")
+    return row, now
+
+
+async def partner_note(
+    partner: Partner,
+    keyring: KeyRing,
+    clock: Clock,
+    grant_id: uuid.UUID,
+    body: str,
+    *,
+    request: RequestMeta,
+) -> uuid.UUID:
+    """Hand-back notes (Markdown) for the MSP; sealed under the MSP's key."""
+    body = body.strip()
+    if not 1 <= len(body) <= MAX_NOTE_CHARS:
+        raise Invalid(f"a note needs 1 to {MAX_NOTE_CHARS} characters", code="body")
+    row, now = await _live_own_grant(partner, clock, grant_id)
+    msp_id: uuid.UUID = row["tenant_id"]
+    note_id = uuid.uuid4()
+    context = {"grant_id": str(grant_id), "psa_reference": str(row["handoff_id.psa_reference"])}
+    async with write_transaction():
+        sealed = await seal_text(keyring, msp_id, "note", note_id, body)
+        await HandoffNote.insert(
+            HandoffNote(
+                id=note_id,
+                tenant_id=msp_id,
+                grant_id=grant_id,
+                author=partner.client_id,
+                kek_version=sealed.kek_version,
+                wrapped_dek=sealed.wrapped_dek,
+                body_sealed=sealed.sealed,
+                created_at=now,
+            )
+        )
+        await _audit_both(
+            msp_id,
+            partner.tenant_id,
+            AuditAction.NOTES_POSTED,
+            partner,
+            outcome=Outcome.SUCCESS,
+            severity=Severity.INFO,
+            target_type="note",
+            target_id=note_id,
+            reason=None,
+            request=request,
+            context=context,
+        )
+        await emit((msp_id,), EventType.NOTES_POSTED, context)
+    return note_id
+
+
+async def partner_extension(
+    partner: Partner,
+    clock: Clock,
+    grant_id: uuid.UUID,
+    reason: str,
+    requested_ends_at: datetime | None,
+    *,
+    request: RequestMeta,
+) -> uuid.UUID:
+    reason = reason.strip()
+    if not 1 <= len(reason) <= MAX_BREAK_GLASS_REASON:
+        raise Invalid(f"the reason needs 1 to {MAX_BREAK_GLASS_REASON} characters", code="reason")
+    row, now = await _live_own_grant(partner, clock, grant_id)
+    if requested_ends_at is not None and requested_ends_at <= row["ends_at"]:
+        raise Invalid(
+            "an extension asks for a later end than the grant has", code="requested_ends_at"
+        )
+    msp_id: uuid.UUID = row["tenant_id"]
+    if await GrantExtension.exists().where(
+        (GrantExtension.grant_id == grant_id) & (GrantExtension.status == "pending")
+    ):
+        raise Conflict("an extension request is pending already", code="pending")
+    extension_id = uuid.uuid4()
+    context = {"grant_id": str(grant_id), "extension_id": str(extension_id)}
+    async with write_transaction():
+        await GrantExtension.insert(
+            GrantExtension(
+                id=extension_id,
+                tenant_id=msp_id,
+                grant_id=grant_id,
+                reason=reason,
+                requested_ends_at=requested_ends_at,
+                status="pending",
+                requested_by=partner.client_id,
+                requested_at=now,
+            )
+        )
+        await _audit_both(
+            msp_id,
+            partner.tenant_id,
+            AuditAction.GRANT_EXTENSION_REQUESTED,
+            partner,
+            outcome=Outcome.SUCCESS,
+            severity=Severity.INFO,
+            target_type="grant",
+            target_id=grant_id,
+            reason=reason,
+            request=request,
+            context=context,
+        )
+        await emit((msp_id, partner.tenant_id), EventType.GRANT_EXTENSION_REQUESTED, context)
+    return extension_id
