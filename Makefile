@@ -47,6 +47,7 @@ format: dev
 	$(VENV)/bin/ruff format .
 
 bench: dev
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	SHIFTGATE_BENCH=1 $(PY) -m pytest tests/bench -m bench -s -p no:cacheprovider
 	SHIFTGATE_BENCH=1 SHIFTGATE_TEST_BACKEND=postgres $(PY) -m pytest tests/bench -m bench -s -p no:cacheprovider
 

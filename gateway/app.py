@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -81,7 +80,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
 
     `clock` decides what time it is for grants; the database's clock by default.
     """
-    logging.basicConfig(level=settings.log_level.upper())
     engine = bind_database(settings)
     root_keys = root_key_provider(settings)
     keyring = KeyRing(root_keys)

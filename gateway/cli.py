@@ -87,9 +87,12 @@ def _cmd_migrate(args: argparse.Namespace) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> None:
+    import logging
+
     import uvicorn
 
     settings = _settings()
+    logging.basicConfig(level=settings.log_level.upper())
     host = args.host or settings.host
     port = args.port or settings.port
     if args.workers > 1 and not settings.redis_url:

@@ -15,6 +15,7 @@ from piccolo.engine.sqlite import SQLiteEngine
 from piccolo.table import Table
 
 from gateway.settings import Settings
+from gateway.sqlite_engine import PooledSQLiteEngine
 
 __all__ = [
     "ALL_TABLES",
@@ -53,7 +54,9 @@ def engine_for(settings: Settings) -> Engine:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return PostgresEngine(config={"dsn": settings.database_url})
-    return SQLiteEngine(path=str(settings.sqlite_path), timeout=30)
+    return PooledSQLiteEngine(
+        str(settings.sqlite_path), synchronous=settings.sqlite_synchronous, timeout=30
+    )
 
 
 def bind_database(settings: Settings) -> Engine:
@@ -89,6 +92,8 @@ async def open_database(engine: Engine) -> None:
 async def close_database(engine: Engine) -> None:
     if isinstance(engine, PostgresEngine):
         await engine.close_connection_pool()
+    elif isinstance(engine, PooledSQLiteEngine):
+        await engine.close_pool()
 
 
 async def ping_database(engine: Engine) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from gateway.app import root_key_provider
 from gateway.settings import Settings
 from policies.ceiling import Ceiling
+from policies.decision import MspRules
 from policies.schedule import BusinessHours, Weekday
 from sharing import accounts, clients, handoffs, partner_clients, partnerships, schedules
 from sharing.clock import DatabaseClock
@@ -170,8 +171,10 @@ _HOURS = BusinessHours(
 
 
 async def _schedule(msp_admin: Actor) -> None:
+    """Business hours (holidays included) and a rule that keeps internal notes in-house."""
     if await schedules.load_schedule(msp_admin.tenant_id) is None:  # type: ignore[arg-type]
         await schedules.set_schedule(msp_admin, _HOURS, handback_buffer_minutes=0)
+        await schedules.set_rules(msp_admin, MspRules(never_share_tags=["internal"]))
 
 
 async def _live_grant(
@@ -237,7 +240,7 @@ async def seed_demo(settings: Settings) -> dict[str, Any]:
     )
     if current is None:
         current = await partnerships.invite(
-            msp_admin, noc_slug=noc.slug, ceiling=Ceiling(max_grant_hours=16, secrets_allowed=True)
+            msp_admin, noc_slug=noc.slug, ceiling=Ceiling(max_grant_hours=120, secrets_allowed=True)
         )
     if current.status is PartnershipStatus.INVITED:
         current = await partnerships.act(noc_admin, current.id, PartnershipAction.ACCEPT)

@@ -40,6 +40,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     login_window_seconds: int = 900
     trusted_proxies: tuple[str, ...] = ()
     log_level: str = "INFO"
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     access_token_seconds: int = 600
     token_rate_per_client: int = 60
     token_rate_per_address: int = 120
@@ -154,6 +155,10 @@ def _parse(env_name: str, field: str, raw: str) -> object:
         raise SettingsError(f"{env_name}: expected one of {', '.join(_ENVIRONMENTS)}, got {raw!r}")
     if field == "log_level" and raw.upper() not in _LOG_LEVELS:
         raise SettingsError(f"{env_name}: expected one of {', '.join(_LOG_LEVELS)}, got {raw!r}")
+    if field == "sqlite_synchronous":
+        if raw.upper() not in {"NORMAL", "FULL"}:
+            raise SettingsError(f"{env_name}: expected NORMAL or FULL, got {raw!r}")
+        return raw.upper()
     if field == "base_url":
         return raw.rstrip("/")  # an origin; callers append paths that start with "/"
     if field == "trusted_proxies":

@@ -25,7 +25,8 @@ class Ceiling(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
     document_kinds: Annotated[list[DocumentKind], msgspec.Meta(min_length=1)] = msgspec.field(
         default_factory=lambda: list(DocumentKind)
     )
-    max_grant_hours: Annotated[int, msgspec.Meta(ge=1, le=MAX_GRANT_HOURS_LIMIT)] = 16
+    # a Friday-evening handoff runs to Monday morning: about 62 hours
+    max_grant_hours: Annotated[int, msgspec.Meta(ge=1, le=MAX_GRANT_HOURS_LIMIT)] = 72
     secrets_allowed: bool = False
 
     def __post_init__(self) -> None:

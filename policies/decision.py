@@ -49,10 +49,12 @@ class MspRules(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
 
     never_share_clients: list[uuid.UUID] = msgspec.field(default_factory=list)
     never_share_tags: list[str] = msgspec.field(default_factory=list)
-    max_grant_hours: Annotated[int, msgspec.Meta(ge=1, le=MAX_GRANT_HOURS_LIMIT)] = 24
+    max_grant_hours: Annotated[int, msgspec.Meta(ge=1, le=MAX_GRANT_HOURS_LIMIT)] = (
+        MAX_GRANT_HOURS_LIMIT
+    )
     partner_networks: list[str] = msgspec.field(default_factory=list)
     secrets_need_break_glass: bool = True
-    reads_per_minute: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 120
+    reads_per_minute: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 120
 
     def __post_init__(self) -> None:
         for network in self.partner_networks:

@@ -20,14 +20,21 @@ from sharing.audit import AuditAction, Severity, record
 from sharing.documents import revision_context
 from sharing.partnerships import end_all_for_tenant
 from sharing.sealed import record_context
-from sharing.tables import DocumentRevision, Handoff, HandoffNote
+from sharing.tables import DocumentRevision, Grant, Handoff, HandoffNote
 from tenants.db import write_transaction
 from tenants.keyring import KeyRing, KeyStatus
 from tenants.roles import PLATFORM_TENANT_ID, Actor
 from tenants.root_key import FileRootKey, RootKeyError
 from tenants.service import TenantInfo
 from tenants.signing import TokenSigner
-from tenants.tables import ApiToken, SigningKey, Tenant, TenantKey
+from tenants.tables import (
+    ApiToken,
+    IssuedToken,
+    OAuthClient,
+    SigningKey,
+    Tenant,
+    TenantKey,
+)
 
 __all__ = [
     "Progress",
@@ -241,6 +248,30 @@ async def delete_tenant(keyring: KeyRing, tenant: TenantInfo, *, actor: Actor) -
     now = datetime.now(UTC)
     async with write_transaction():
         await end_all_for_tenant(tenant.id, actor)
+        # every grant on either side ends, and every token of it or of the tenant's clients dies
+        party = (Grant.tenant_id == tenant.id) | (Grant.noc_tenant_id == tenant.id)
+        ended = (
+            await Grant.update(
+                {
+                    Grant.status: "revoked",
+                    Grant.ended_at: now,
+                    Grant.end_reason: "tenant deleted",
+                    Grant.updated_at: now,
+                }
+            )
+            .where(party & Grant.status.is_in(["scheduled", "active"]))
+            .returning(Grant.id)
+        )
+        for row in ended:
+            await IssuedToken.update({IssuedToken.revoked_at: now}).where(
+                (IssuedToken.grant_id == row["id"]) & IssuedToken.revoked_at.is_null()
+            )
+        await IssuedToken.update({IssuedToken.revoked_at: now}).where(
+            (IssuedToken.tenant_id == tenant.id) & IssuedToken.revoked_at.is_null()
+        )
+        await OAuthClient.update({OAuthClient.disabled_at: now}).where(
+            (OAuthClient.tenant_id == tenant.id) & OAuthClient.disabled_at.is_null()
+        )
         await ApiToken.update({ApiToken.revoked_at: now}).where(
             (ApiToken.tenant_id == tenant.id) & ApiToken.revoked_at.is_null()
         )
@@ -260,7 +291,11 @@ async def delete_tenant(keyring: KeyRing, tenant: TenantInfo, *, actor: Actor) -
                 target_type="tenant",
                 target_id=tenant.id,
                 severity=Severity.HIGH,
-                context={"slug": tenant.slug, "keys_destroyed": str(len(destroyed))},
+                context={
+                    "slug": tenant.slug,
+                    "keys_destroyed": str(len(destroyed)),
+                    "grants_revoked": str(len(ended)),
+                },
             )
         if not destroyed:
             # Mark the tenant shredded even if it never had a key, so none is made later.

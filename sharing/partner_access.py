@@ -23,6 +23,7 @@ from policies.decision import (
     GrantFacts,
     GrantScope,
     ReadRequest,
+    Reason,
     check_grant_window,
     decide_read,
 )
@@ -48,7 +49,7 @@ from sharing.tables import (
 )
 from tenants.db import write_transaction
 from tenants.errors import Conflict, Forbidden, Invalid, NotFound
-from tenants.keyring import KeyRing
+from tenants.keyring import IntegrityFailure, KeyRing
 from tenants.roles import Actor, ActorKind
 
 __all__ = [
@@ -66,6 +67,8 @@ __all__ = [
 ]
 
 MAX_NOTE_CHARS = 20_000
+READ_SCOPE = "partner:read"
+BREAK_GLASS_SCOPE = "partner:break_glass"
 _LIVE = ("scheduled", "active")
 
 
@@ -84,6 +87,7 @@ class Partner:
     client_pk: uuid.UUID
     client_id: str
     bound_grant_id: uuid.UUID | None
+    scopes: frozenset[str] = frozenset({READ_SCOPE})
 
     @property
     def actor(self) -> Actor:
@@ -139,16 +143,64 @@ async def list_partner_grants(partner: Partner, clock: Clock) -> list[GrantView]
     return [grant_view(row, now) for row in rows]
 
 
-async def _own_grant(partner: Partner, grant_id: uuid.UUID) -> dict[str, Any]:
-    """The grant if it is this NOC's (404 otherwise), and the token must be bound to it."""
+async def _own_grant(
+    partner: Partner,
+    grant_id: uuid.UUID,
+    *,
+    read: AuditAction | None = None,
+    request: RequestMeta | None = None,
+) -> dict[str, Any]:
+    """The grant if it is this NOC's (404 otherwise), and the token must be bound to it.
+
+    A refused `read` is audited like any denied read: in the NOC's chain when the grant is not
+    its own (another tenant's chain learns nothing of the attempt), in both chains otherwise.
+    """
     row = await grant_row((Grant.id == grant_id) & (Grant.noc_tenant_id == partner.tenant_id))
     if row is None:
+        if read is not None:
+            await record(
+                partner.tenant_id,
+                read,
+                actor=partner.actor,
+                outcome=Outcome.DENIED,
+                severity=Severity.WARNING,
+                target_type="grant",
+                target_id=grant_id,
+                reason="grant_unknown: no such grant",
+                request=request or RequestMeta(),
+                context={"grant_id": str(grant_id)},
+            )
         raise NotFound("no such grant")
     if partner.bound_grant_id != grant_id:
-        raise Forbidden(
-            f"this token is not bound to the grant: request one with scope grant:{grant_id}",
-            code="token_not_bound",
+        unbound = Decision(
+            False,
+            (
+                Reason(
+                    "token_not_bound",
+                    f"this token is not bound to the grant: request one with scope "
+                    f"grant:{grant_id}",
+                ),
+            ),
         )
+        if read is not None:
+            async with write_transaction():
+                await _audit_both(
+                    row["tenant_id"],
+                    partner.tenant_id,
+                    read,
+                    partner,
+                    outcome=Outcome.DENIED,
+                    severity=Severity.WARNING,
+                    target_type="grant",
+                    target_id=grant_id,
+                    reason=_reasons(unbound),
+                    request=request or RequestMeta(),
+                    context={
+                        "grant_id": str(grant_id),
+                        "psa_reference": str(row["handoff_id.psa_reference"]),
+                    },
+                )
+        raise Denied(unbound)
     return row
 
 
@@ -216,6 +268,18 @@ def _reasons(decision: Decision) -> str:
     return "; ".join(f"{r.code}: {r.message}" for r in decision.reasons)
 
 
+def _with_scopes(decision: Decision, scopes: frozenset[str]) -> Decision:
+    """The token's scopes narrow what the grant allows: reading, and revealing secrets."""
+    missing = []
+    if READ_SCOPE not in scopes:
+        missing.append(Reason("scope_missing", f"the token lacks the scope {READ_SCOPE}"))
+    if decision.break_glass and BREAK_GLASS_SCOPE not in scopes:
+        missing.append(Reason("scope_missing", f"the token lacks the scope {BREAK_GLASS_SCOPE}"))
+    if not missing:
+        return decision
+    return Decision(False, (*decision.reasons, *missing))
+
+
 class Denied(Forbidden):
     """A read the decision refused; carries the reasons for the 403 body."""
 
@@ -237,15 +301,16 @@ async def partner_bundle(
     request: RequestMeta,
 ) -> Bundle:
     """The incident, the client and the metadata of every document the grant lets it read."""
-    row = await _own_grant(partner, grant_id)
+    row = await _own_grant(partner, grant_id, read=AuditAction.GRANT_BUNDLE_READ, request=request)
     msp_id: uuid.UUID = row["tenant_id"]
     now = await clock.now()
     grant, ceiling = await _facts(row)
     rules = await load_rules(msp_id)
     context = {"grant_id": str(grant_id), "psa_reference": str(row["handoff_id.psa_reference"])}
-    async with write_transaction():
-        closed = check_grant_window(grant, now)
-        if not closed.allowed:
+    closed = check_grant_window(grant, now)
+    if not closed.allowed:
+        # the refusal is committed before it is raised: raising inside the block rolls back
+        async with write_transaction():
             await _audit_both(
                 msp_id,
                 partner.tenant_id,
@@ -259,7 +324,8 @@ async def partner_bundle(
                 request=request,
                 context=context,
             )
-            raise Denied(closed)
+        raise Denied(closed)
+    async with write_transaction():
         rows = await Document.select().where(
             (Document.tenant_id == msp_id)
             & (Document.client_id.is_null() | (Document.client_id == grant.client_id))
@@ -337,7 +403,9 @@ async def partner_read(
 ) -> PartnerDocument:
     """One document, if the decision allows; audited either way (break-glass at high severity,
     with the MSP notified and the credential put on its rotation list)."""
-    row = await _own_grant(partner, grant_id)
+    row = await _own_grant(
+        partner, grant_id, read=AuditAction.PARTNER_DOCUMENT_DENIED, request=request
+    )
     msp_id: uuid.UUID = row["tenant_id"]
     doc = (
         await Document.select()
@@ -345,18 +413,39 @@ async def partner_read(
         .first()
     )
     if doc is None:
+        async with write_transaction():
+            await _audit_both(
+                msp_id,
+                partner.tenant_id,
+                AuditAction.PARTNER_DOCUMENT_DENIED,
+                partner,
+                outcome=Outcome.DENIED,
+                severity=Severity.WARNING,
+                target_type="document",
+                target_id=document_id,
+                reason="document_unknown: no such document",
+                request=request,
+                context={
+                    "grant_id": str(grant_id),
+                    "psa_reference": str(row["handoff_id.psa_reference"]),
+                    "document_id": str(document_id),
+                },
+            )
         raise NotFound("no such document")
     grant, ceiling = await _facts(row)
     rules = await load_rules(msp_id)
     reads = await counter.hit(grant_id)
     now = await clock.now()
     facts = _document_facts(doc)
-    decision = decide_read(
-        grant,
-        ceiling,
-        rules,
-        facts,
-        ReadRequest(now, request.source_address, break_glass_reason, reads),
+    decision = _with_scopes(
+        decide_read(
+            grant,
+            ceiling,
+            rules,
+            facts,
+            ReadRequest(now, request.source_address, break_glass_reason, reads),
+        ),
+        partner.scopes,
     )
     context = {
         "grant_id": str(grant_id),
@@ -431,7 +520,22 @@ async def partner_read(
                 await emit((msp_id,), EventType.DOCUMENT_BREAK_GLASS, context)
     if not decision.allowed:
         raise Denied(decision)
-    content = await documents.current_content(keyring, msp_id, doc)
+    try:
+        content = await documents.current_content(keyring, msp_id, doc)
+    except IntegrityFailure as failure:
+        await record(
+            msp_id,
+            AuditAction.DOCUMENT_INTEGRITY_FAILED,
+            actor=partner.actor,
+            outcome=Outcome.FAILURE,
+            severity=Severity.HIGH,
+            target_type="document",
+            target_id=document_id,
+            reason=failure.detail,
+            request=request,
+            context=context,
+        )
+        raise
     return PartnerDocument(
         id=document_id,
         kind=facts.kind,

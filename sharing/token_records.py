@@ -57,15 +57,22 @@ async def record_issued(
             )
             if exists:
                 raise Conflict("the client assertion was used before", code="assertion_replayed")
-            await ClientAssertion.insert(
-                ClientAssertion(
-                    id=uuid.uuid4(),
-                    tenant_id=client.tenant_id,
-                    oauth_client_id=client.id,
-                    jti=assertion_jti,
-                    expires_at=datetime.fromtimestamp(assertion_exp or 0, UTC),
+            # the unique index decides between concurrent uses that both passed the check above
+            stored = (
+                await ClientAssertion.insert(
+                    ClientAssertion(
+                        id=uuid.uuid4(),
+                        tenant_id=client.tenant_id,
+                        oauth_client_id=client.id,
+                        jti=assertion_jti,
+                        expires_at=datetime.fromtimestamp(assertion_exp or 0, UTC),
+                    )
                 )
+                .on_conflict(action="DO NOTHING")
+                .returning(ClientAssertion.id)
             )
+            if not stored:
+                raise Conflict("the client assertion was used before", code="assertion_replayed")
         await IssuedToken.insert(
             IssuedToken(
                 jti=claims["jti"],

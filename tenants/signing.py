@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 from joserfc.jwk import ECKey
 
+from tenants.db import write_transaction
 from tenants.keyring import open_with, seal_with
 from tenants.root_key import RootKeyProvider
 from tenants.tables import SigningKey
@@ -70,18 +71,22 @@ class TokenSigner:
         kid = f"sg-{now:%Y%m%d}-{secrets.token_hex(4)}"
         key = ECKey.generate_key("P-256", parameters={"kid": kid, "alg": SIGNING_ALG, "use": "sig"})
         sealed, root_id = self._seal(kid, key)
-        await SigningKey.update({SigningKey.retired_at: now}).where(SigningKey.retired_at.is_null())
-        await SigningKey.insert(
-            SigningKey(
-                id=uuid.uuid4(),
-                kid=kid,
-                alg=SIGNING_ALG,
-                private_sealed=sealed,
-                root_key_id=root_id,
-                public_jwk=key.as_dict(private=False),
-                created_at=now,
+        # one transaction: a reader never sees the old key retired and the new one not yet there
+        async with write_transaction():
+            await SigningKey.update({SigningKey.retired_at: now}).where(
+                SigningKey.retired_at.is_null()
             )
-        )
+            await SigningKey.insert(
+                SigningKey(
+                    id=uuid.uuid4(),
+                    kid=kid,
+                    alg=SIGNING_ALG,
+                    private_sealed=sealed,
+                    root_key_id=root_id,
+                    public_jwk=key.as_dict(private=False),
+                    created_at=now,
+                )
+            )
         self._signing = None
         self._public_until = 0.0
         return kid
@@ -93,7 +98,9 @@ class TokenSigner:
             return cached[0], cached[1]
         row = await SigningKey.select().where(SigningKey.retired_at.is_null()).first()
         if row is None:
-            await self.rotate()
+            async with write_transaction():  # concurrent first uses: the first one makes the key
+                if not await SigningKey.exists().where(SigningKey.retired_at.is_null()):
+                    await self.rotate()
             row = await SigningKey.select().where(SigningKey.retired_at.is_null()).first()
             assert row is not None
         key = self._unseal(row["kid"], bytes(row["private_sealed"]))

@@ -23,6 +23,9 @@ from tenants.roles import Actor
 
 __all__ = ["HandoffController", "PolicyController"]
 
+# An instant without an offset means nothing across zones (and cannot be compared): refuse it.
+_Instant = Annotated[datetime, msgspec.Meta(tz=True)]
+
 
 class ScheduleUpdate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     hours: BusinessHours
@@ -38,8 +41,8 @@ class HandoffCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     summary: Annotated[str, msgspec.Meta(min_length=1, max_length=handoffs.MAX_SUMMARY_CHARS)]
     severity: Severity4
     scope: GrantScope | None = None
-    starts_at: datetime | None = None
-    ends_at: datetime | None = None
+    starts_at: _Instant | None = None
+    ends_at: _Instant | None = None
 
 
 class GrantRevoke(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -47,7 +50,7 @@ class GrantRevoke(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class ExtensionDecision(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    new_ends_at: datetime | None = None
+    new_ends_at: _Instant | None = None
 
 
 class PolicyController(Controller):

@@ -21,9 +21,13 @@ from sharing.clock import Clock
 from sharing.handoffs import GrantView
 from sharing.partner_access import Bundle, Partner, PartnerDocument, ReadCounter
 from tenants import service
+from tenants.errors import Forbidden
 from tenants.keyring import KeyRing
+from tenants.oauth_clients import PartnerScope
 
 __all__ = ["PartnerController"]
+
+_READ = PartnerScope.READ
 
 
 class PartnerMe(msgspec.Struct, frozen=True):
@@ -41,19 +45,28 @@ class NoteCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class ExtensionCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_BREAK_GLASS_REASON)]
-    requested_ends_at: datetime | None = None
+    # an instant without an offset means nothing across zones (and cannot be compared)
+    requested_ends_at: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
 
 
 class Created(msgspec.Struct, frozen=True):
     id: uuid.UUID
 
 
-def _partner(caller: PartnerCaller) -> Partner:
+def _partner(caller: PartnerCaller, *needed: PartnerScope) -> Partner:
+    """The caller as the core sees it, once its token carries every scope the call needs."""
+    missing = [scope.value for scope in needed if scope.value not in caller.scopes]
+    if missing:
+        raise Forbidden(
+            f"the token lacks the scope {', '.join(missing)}: request it at /oauth/token",
+            code="insufficient_scope",
+        )
     return Partner(
         tenant_id=caller.tenant_id,
         client_pk=caller.client_pk,
         client_id=caller.client_id,
         bound_grant_id=caller.grant_id,
+        scopes=caller.scopes,
     )
 
 
@@ -76,7 +89,7 @@ class PartnerController(Controller):
 
     @get("/grants", operation_id="listPartnerGrants", summary="The NOC's running grants")
     async def grants(self, partner: PartnerCaller, clock: Clock) -> list[GrantView]:
-        return await partner_access.list_partner_grants(_partner(partner), clock)
+        return await partner_access.list_partner_grants(_partner(partner, _READ), clock)
 
     @get(
         "/grants/{grant_id:uuid}/bundle",
@@ -92,7 +105,7 @@ class PartnerController(Controller):
         request: Request[Any, Any, Any],
     ) -> Bundle:
         return await partner_access.partner_bundle(
-            _partner(partner), keyring, clock, grant_id, request=request_meta(request)
+            _partner(partner, _READ), keyring, clock, grant_id, request=request_meta(request)
         )
 
     @get(
@@ -113,6 +126,7 @@ class PartnerController(Controller):
             str | None, Parameter(header="X-Break-Glass-Reason", required=False)
         ] = None,
     ) -> PartnerDocument:
+        # the scopes are checked inside, so that a refused read is audited like any other
         return await partner_access.partner_read(
             _partner(partner),
             keyring,
@@ -139,7 +153,12 @@ class PartnerController(Controller):
         request: Request[Any, Any, Any],
     ) -> Created:
         note_id = await partner_access.partner_note(
-            _partner(partner), keyring, clock, grant_id, data.body, request=request_meta(request)
+            _partner(partner, PartnerScope.NOTES),
+            keyring,
+            clock,
+            grant_id,
+            data.body,
+            request=request_meta(request),
         )
         return Created(note_id)
 
@@ -157,7 +176,7 @@ class PartnerController(Controller):
         request: Request[Any, Any, Any],
     ) -> Created:
         extension_id = await partner_access.partner_extension(
-            _partner(partner),
+            _partner(partner, PartnerScope.NOTES),
             clock,
             grant_id,
             data.reason,

@@ -16,6 +16,7 @@ from litestar import Request
 from litestar.exceptions import NotAuthorizedException
 
 from gateway.auth import bearer_token, client_address
+from gateway.oauth.claims import TENANT_CLAIM
 from gateway.oauth.tokens import TokenInvalid, verify_access_token
 from gateway.settings import Settings
 from sharing import token_records
@@ -47,6 +48,19 @@ def _refuse(reason: str) -> NotAuthorizedException:
     )
 
 
+async def _issued_to(claims: dict[str, Any] | None) -> tuple[uuid.UUID | None, str]:
+    """The NOC and client of a refused token whose signature verified (expired, not yet valid)
+    and that this server issued: its refusal belongs in the NOC's chain. Otherwise nothing
+    vouches for the token's claims, and the platform chain records it."""
+    jti = claims.get("jti") if claims else None
+    if claims is None or not isinstance(jti, str):
+        return None, "unverified token"
+    state = await token_records.token_state(jti)
+    if state is None or str(state.tenant_id) != claims.get(TENANT_CLAIM):
+        return None, "unverified token"
+    return state.tenant_id, str(claims.get("client_id", "unverified token"))
+
+
 async def partner_caller(request: Request[Any, Any, Any]) -> PartnerCaller:
     """Dependency of `/api/v1/partner`: the verified caller, or 401 (audited)."""
     settings: Settings = request.app.state.settings
@@ -63,7 +77,8 @@ async def partner_caller(request: Request[Any, Any, Any]) -> PartnerCaller:
     try:
         verified = await verify_access_token(token, settings, request.app.state.signer)
     except TokenInvalid as invalid:
-        await token_records.record_rejected(None, "unverified token", invalid.reason, meta)
+        tenant_id, label = await _issued_to(invalid.claims)
+        await token_records.record_rejected(tenant_id, label, invalid.reason, meta)
         raise _refuse(invalid.reason) from None
     tenant_id = uuid.UUID(verified.tenant_id)
     state = await token_records.token_state(verified.jti)

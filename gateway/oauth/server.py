@@ -46,6 +46,9 @@ __all__ = [
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_MAX_AGE_SECONDS = 300
+# authlib's PrivateKeyJWT (and other common clients) sign assertions that live an hour by default;
+# `iat` freshness, not `exp`, is what bounds how long one is accepted
+_MAX_ASSERTION_LIFETIME_SECONDS = 3600
 _MAX_ASSERTION_BYTES = 8192
 
 
@@ -134,7 +137,8 @@ class Collected:
 
 class _AssertionAuth(JWTBearerClientAssertion):  # type: ignore[misc]
     """private_key_jwt (RFC 7523): audience is the issuer (the token URL is accepted too);
-    an assertion must be fresh, short-lived and never seen before."""
+    an assertion must be fresh (`iat` within five minutes), live an hour at most, and never have
+    been seen before."""
 
     CLIENT_AUTH_METHOD = "private_key_jwt"
 
@@ -161,10 +165,12 @@ class _AssertionAuth(JWTBearerClientAssertion):  # type: ignore[misc]
         issued = claims.get("iat")
         if not isinstance(issued, int | float) or issued < now - ASSERTION_MAX_AGE_SECONDS:
             raise InvalidClientError(description="the client assertion is too old (iat)")
-        if claims["exp"] - issued > ASSERTION_MAX_AGE_SECONDS:
+        if claims["exp"] - issued > _MAX_ASSERTION_LIFETIME_SECONDS:
             raise InvalidClientError(description="the client assertion lives too long (exp)")
         self._server.collected.assertion_jti = str(claims["jti"])
-        self._server.collected.assertion_exp = int(claims["exp"])
+        # remembered for as long as it could be accepted: `iat` ends that before a long `exp`
+        accepted_until = min(issued + ASSERTION_MAX_AGE_SECONDS, claims["exp"] + self.leeway)
+        self._server.collected.assertion_exp = int(accepted_until) + 1
         return claims
 
     def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:

@@ -96,11 +96,6 @@ async def token_endpoint(request: Request[Any, Any, Any]) -> Response[Any]:
     try:
         form = await read_form(request)
         client_id = peek_client_id(request.headers, form)
-        if client_id and await _rate_limited(
-            request, f"client:{client_id[:64]}", settings.token_rate_per_client
-        ):
-            await token_records.record_refused(None, client_id, "rate limit (client)", meta)
-            return _too_many()
         now = datetime.now(UTC)
         client = await load_client(client_id, now) if client_id else None
         if client is not None and not client.allows_address(meta.source_address):
@@ -112,7 +107,9 @@ async def token_endpoint(request: Request[Any, Any, Any]) -> Response[Any]:
             error = OAuth2Error(description=f"unknown resource; use {settings.api_audience}")
             error.error = "invalid_target"
             raise error
-        grant = await _requested_grant(client, form.get("scope", ""))
+        grant = await _requested_grant(
+            client, form.get("scope", ""), await request.app.state.clock.now()
+        )
         seen = await _seen_assertions(client)
         signer: TokenSigner = request.app.state.signer
         server = ShiftgateServer(
@@ -134,6 +131,11 @@ async def token_endpoint(request: Request[Any, Any, Any]) -> Response[Any]:
     if status != 200 or collected.token_claims is None or client is None:
         await token_records.record_refused(client, client_id, _describe_body(payload), meta)
         return Response(payload, status_code=status, headers=dict(headers))
+    # Counted once the client is authenticated: a client_id is no secret (every token carries
+    # it), and requests that merely name a client must not use up its tokens.
+    if await _rate_limited(request, f"client:{client.client_id}", settings.token_rate_per_client):
+        await token_records.record_refused(client, client_id, "rate limit (client)", meta)
+        return _too_many()
     try:
         await token_records.record_issued(
             client,
@@ -149,7 +151,9 @@ async def token_endpoint(request: Request[Any, Any, Any]) -> Response[Any]:
     return Response(payload, status_code=status, headers=dict(headers))
 
 
-async def _requested_grant(client: LoadedClient | None, scope: str) -> BoundGrant | None:
+async def _requested_grant(
+    client: LoadedClient | None, scope: str, now: datetime
+) -> BoundGrant | None:
     """The grant named by a `grant:<id>` scope, if it is this NOC's and still running."""
     named = [part for part in scope.split() if part.startswith(GRANT_SCOPE_PREFIX)]
     if not named:
