@@ -48,6 +48,7 @@ from gateway.portal.views import PortalController
 from gateway.problems import exception_handlers
 from gateway.settings import Settings
 from gateway.throttle import MemoryThrottle, RedisThrottle, Throttle
+from sharing.audit import AuditAppender
 from sharing.clock import Clock, DatabaseClock
 from tenants.keyring import KeyRing
 from tenants.root_key import EnvRootKey, FileRootKey, RootKeyProvider, derive_secret
@@ -95,6 +96,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         session_store = MemoryStore()
         throttle = MemoryThrottle()
     read_counter = _ThrottleReadCounter(throttle)
+    audit_appender = AuditAppender()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -102,6 +104,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         try:
             yield
         finally:
+            await audit_appender.close()
             await close_database(engine)
             if redis is not None:
                 await redis.aclose()
@@ -154,6 +157,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             "keyring": Provide(lambda: keyring, sync_to_thread=False),
             "clock": Provide(lambda: clock, sync_to_thread=False),
             "read_counter": Provide(lambda: read_counter, sync_to_thread=False),
+            "audit_appender": Provide(lambda: audit_appender, sync_to_thread=False),
         },
     )
     app = Litestar(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import warnings
 from typing import Any
 
 from piccolo.apps.migrations.commands.forwards import run_forwards
@@ -14,6 +13,7 @@ from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import SQLiteEngine
 from piccolo.table import Table
 
+from gateway.postgres_engine import LoopPoolPostgresEngine
 from gateway.settings import Settings
 from gateway.sqlite_engine import PooledSQLiteEngine
 
@@ -49,11 +49,7 @@ ALL_TABLES = _all_tables()
 def engine_for(settings: Settings) -> Engine:
     """A Piccolo engine for `DATABASE_URL`. Failures to connect surface in `open_database`."""
     if settings.database_kind == "postgres":
-        # PostgresEngine() asks the server for its version at once and only *warns* (two lines
-        # on stderr) when it cannot; `open_database` reports that failure as one DatabaseError.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return PostgresEngine(config={"dsn": settings.database_url})
+        return LoopPoolPostgresEngine(config={"dsn": settings.database_url})
     return PooledSQLiteEngine(
         str(settings.sqlite_path), synchronous=settings.sqlite_synchronous, timeout=30
     )

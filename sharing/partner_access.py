@@ -29,7 +29,16 @@ from policies.decision import (
 )
 from policies.vocabulary import DocumentKind, Sensitivity
 from sharing import documents
-from sharing.audit import AuditAction, Outcome, RequestMeta, Severity, record
+from sharing.audit import (
+    AuditAction,
+    AuditAppender,
+    EventSpec,
+    Outcome,
+    RequestMeta,
+    Severity,
+    append_events,
+    record,
+)
 from sharing.clock import Clock
 from sharing.documents import CredentialFields
 from sharing.events import EventType, emit
@@ -236,32 +245,21 @@ def _document_facts(row: dict[str, Any]) -> DocumentFacts:
 
 
 async def _audit_both(
-    msp_id: uuid.UUID,
-    noc_id: uuid.UUID,
-    action: AuditAction,
-    partner: Partner,
-    *,
-    outcome: Outcome,
-    severity: Severity,
-    target_type: str,
-    target_id: uuid.UUID,
-    reason: str | None,
-    request: RequestMeta,
-    context: dict[str, str],
+    msp_id: uuid.UUID, noc_id: uuid.UUID, action: AuditAction, partner: Partner, **fields: Any
 ) -> None:
-    for chain in sorted((msp_id, noc_id)):
-        await record(
-            chain,
-            action,
-            actor=partner.actor,
-            outcome=outcome,
-            severity=severity,
-            target_type=target_type,
-            target_id=target_id,
-            reason=reason,
-            request=request,
-            context=context,
-        )
+    """Record the event in both chains, in the caller's transaction (or one of its own)."""
+    assert noc_id == partner.tenant_id
+    await append_events(_both_chains(msp_id, partner, action, **fields))
+
+
+def _both_chains(
+    msp_id: uuid.UUID, partner: Partner, action: AuditAction, **fields: Any
+) -> list[EventSpec]:
+    """The same event for the owner's chain (the MSP) and the actor's (the NOC)."""
+    return [
+        EventSpec(tenant_id=chain, action=action, actor=partner.actor, **fields)
+        for chain in sorted((msp_id, partner.tenant_id))
+    ]
 
 
 def _reasons(decision: Decision) -> str:
@@ -400,6 +398,7 @@ async def partner_read(
     *,
     break_glass_reason: str | None,
     request: RequestMeta,
+    appender: AuditAppender | None = None,
 ) -> PartnerDocument:
     """One document, if the decision allows; audited either way (break-glass at high severity,
     with the MSP notified and the credential put on its rotation list)."""
@@ -455,56 +454,37 @@ async def partner_read(
         "kind": facts.kind.value,
         "sensitivity": facts.sensitivity.value,
     }
-    async with write_transaction():
-        if not decision.allowed:
-            await _audit_both(
-                msp_id,
-                partner.tenant_id,
-                AuditAction.PARTNER_DOCUMENT_DENIED,
-                partner,
-                outcome=Outcome.DENIED,
-                severity=Severity.WARNING,
-                target_type="document",
-                target_id=document_id,
-                reason=_reasons(decision),
-                request=request,
-                context=context,
-            )
-            if "rate_exceeded" in decision.codes and reads == rules.reads_per_minute + 1:
-                await _audit_both(
-                    msp_id,
-                    partner.tenant_id,
-                    AuditAction.GRANT_RATE_LIMITED,
-                    partner,
-                    outcome=Outcome.DENIED,
-                    severity=Severity.HIGH,
-                    target_type="grant",
-                    target_id=grant_id,
-                    reason=f"more than {rules.reads_per_minute} reads a minute",
-                    request=request,
-                    context=context,
-                )
-                await emit((msp_id,), EventType.GRANT_RATE_LIMITED, context)
-        else:
-            reason = (break_glass_reason or "").strip() or None
-            action = (
-                AuditAction.BREAK_GLASS
-                if decision.break_glass
-                else AuditAction.PARTNER_DOCUMENT_READ
-            )
-            await _audit_both(
-                msp_id,
-                partner.tenant_id,
-                action,
-                partner,
-                outcome=Outcome.SUCCESS,
-                severity=Severity.HIGH if decision.break_glass else Severity.INFO,
-                target_type="document",
-                target_id=document_id,
-                reason=reason,
-                request=request,
-                context=context,
-            )
+    rate_limited_now = "rate_exceeded" in decision.codes and reads == rules.reads_per_minute + 1
+    if decision.allowed:
+        reason = (break_glass_reason or "").strip() or None
+        events = _both_chains(
+            msp_id,
+            partner,
+            AuditAction.BREAK_GLASS if decision.break_glass else AuditAction.PARTNER_DOCUMENT_READ,
+            outcome=Outcome.SUCCESS,
+            severity=Severity.HIGH if decision.break_glass else Severity.INFO,
+            target_type="document",
+            target_id=document_id,
+            reason=reason,
+            request=request,
+            context=context,
+        )
+    else:
+        events = _both_chains(
+            msp_id,
+            partner,
+            AuditAction.PARTNER_DOCUMENT_DENIED,
+            outcome=Outcome.DENIED,
+            severity=Severity.WARNING,
+            target_type="document",
+            target_id=document_id,
+            reason=_reasons(decision),
+            request=request,
+            context=context,
+        )
+    if decision.break_glass or rate_limited_now:
+        async with write_transaction():  # the events and what they cause, all or nothing
+            await append_events(events)
             if decision.break_glass:
                 await RotationItem.insert(
                     RotationItem(
@@ -514,10 +494,30 @@ async def partner_read(
                         grant_id=grant_id,
                         revealed_by=partner.client_id,
                         revealed_at=now,
-                        reason=reason or "",
+                        reason=(break_glass_reason or "").strip(),
                     )
                 )
                 await emit((msp_id,), EventType.DOCUMENT_BREAK_GLASS, context)
+            if rate_limited_now:
+                await append_events(
+                    _both_chains(
+                        msp_id,
+                        partner,
+                        AuditAction.GRANT_RATE_LIMITED,
+                        outcome=Outcome.DENIED,
+                        severity=Severity.HIGH,
+                        target_type="grant",
+                        target_id=grant_id,
+                        reason=f"more than {rules.reads_per_minute} reads a minute",
+                        request=request,
+                        context=context,
+                    )
+                )
+                await emit((msp_id,), EventType.GRANT_RATE_LIMITED, context)
+    elif appender is not None:
+        await appender.append(events)  # group commit with concurrent reads
+    else:
+        await append_events(events)
     if not decision.allowed:
         raise Denied(decision)
     try:

@@ -17,6 +17,7 @@ from gateway.auth import request_meta
 from gateway.oauth.resource import PartnerCaller
 from policies.decision import MAX_BREAK_GLASS_REASON
 from sharing import partner_access
+from sharing.audit import AuditAppender
 from sharing.clock import Clock
 from sharing.handoffs import GrantView
 from sharing.partner_access import Bundle, Partner, PartnerDocument, ReadCounter
@@ -119,6 +120,7 @@ class PartnerController(Controller):
         keyring: KeyRing,
         clock: Clock,
         read_counter: ReadCounter,
+        audit_appender: AuditAppender,
         grant_id: uuid.UUID,
         document_id: uuid.UUID,
         request: Request[Any, Any, Any],
@@ -136,6 +138,7 @@ class PartnerController(Controller):
             document_id,
             break_glass_reason=break_glass_reason,
             request=request_meta(request),
+            appender=audit_appender,
         )
 
     @post(
