@@ -76,13 +76,19 @@ async def open_database(engine: Engine) -> None:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
             await engine.run_ddl("PRAGMA journal_mode=WAL")
         elif isinstance(engine, PostgresEngine):
-            await engine.start_connection_pool(min_size=1, max_size=20)
+            # No reset on release: the gateway never changes session state, and asyncpg's
+            # default reset costs a round trip after every query.
+            await engine.start_connection_pool(min_size=2, max_size=20, reset=_no_reset)
     except (OSError, sqlite3.Error) as exc:
         raise DatabaseError(f"cannot open the database: {_describe(exc)}") from None
     except Exception as exc:
         if _is_connection_error(exc):
             raise DatabaseError(f"cannot connect to the database: {_describe(exc)}") from None
         raise
+
+
+async def _no_reset(connection: object) -> None:
+    """asyncpg pool hook: nothing to reset (no session settings, temp tables or LISTEN)."""
 
 
 async def close_database(engine: Engine) -> None:

@@ -126,17 +126,50 @@ def _local_instant(zone: ZoneInfo, day: date, minute: int) -> datetime:
     return high.replace(microsecond=0) if high.microsecond else high
 
 
+def _transition_in(zone: ZoneInfo, day: date) -> datetime | None:
+    """The UTC instant during local `day` at which the zone's offset changes, if it does."""
+    first = _local_instant(zone, day, 0)
+    last = _local_instant(zone, day + timedelta(days=1), 0) - timedelta(seconds=1)
+    if first.astimezone(zone).utcoffset() == last.astimezone(zone).utcoffset():
+        return None
+    after = last.astimezone(zone).utcoffset()
+    low, high = first, last
+    while high - low > timedelta(seconds=1):
+        middle = low + (high - low) / 2
+        if middle.astimezone(zone).utcoffset() == after:
+            high = middle
+        else:
+            low = middle
+    return high.replace(microsecond=0)
+
+
+def _candidates(schedule: BusinessHours, zone: ZoneInfo, day: date) -> list[datetime]:
+    """Instants of `day` at which business hours may begin: each range's start (both
+    occurrences of a repeated local time) and the moment the clocks change."""
+    found = []
+    for low, _ in schedule.ranges_on(day):
+        found.append(_local_instant(zone, day, low))
+        naive = datetime.combine(day, time()) + timedelta(minutes=low)
+        found.append(naive.replace(tzinfo=zone, fold=1).astimezone(UTC))
+    transition = _transition_in(zone, day)
+    if transition is not None:
+        found.append(transition)
+    return found
+
+
 def shift_end(schedule: BusinessHours, at: datetime) -> datetime | None:
     """The next instant after `at` at which business hours begin (UTC), or None if there is
-    none within two weeks (a schedule that never closes, or never opens)."""
+    none within two weeks (a schedule that never closes, or never opens).
+
+    Business hours begin at an instant when they are on and were off the second before.
+    """
     zone = zone_of(schedule.time_zone)
     start_day = at.astimezone(zone).date() - timedelta(days=1)
     for offset in range(_SEARCH_DAYS + 1):
         day = start_day + timedelta(days=offset)
-        for low, _ in schedule.ranges_on(day):
-            begins = _local_instant(zone, day, low)
+        for begins in sorted(set(_candidates(schedule, zone, day))):
             if begins <= at:
                 continue
-            if not is_open(schedule, begins - timedelta(seconds=1)):
+            if is_open(schedule, begins) and not is_open(schedule, begins - timedelta(seconds=1)):
                 return begins
     return None
