@@ -132,8 +132,10 @@ class PooledSQLiteEngine(SQLiteEngine):
         return connection
 
     async def close_pool(self) -> None:
-        pool = self._pools.pop(id(asyncio.get_running_loop()), None)
-        if pool is not None:
+        """Close every kept connection, whichever loop opened it: each holds a thread that
+        would otherwise keep the process alive."""
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
             await pool.close()
 
     async def get_connection(self) -> Any:

@@ -172,7 +172,12 @@ async def db(settings, migrated) -> AsyncIterator[object]:  # type: ignore[no-un
     for table in _TABLES_IN_DELETE_ORDER:
         await engine.run_ddl(f"DELETE FROM {table}")
     yield engine
+    from tenants.tables import Tenant
+
+    bound = Tenant._meta.db  # a test may have bound another engine (an app's): close it too
     await close_database(engine)
+    if bound is not engine:
+        await close_database(bound)
 
 
 @pytest.fixture

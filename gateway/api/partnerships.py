@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, get, post, put
 from litestar.status_codes import HTTP_200_OK
 
 from gateway.auth import request_meta
-from policies.ceiling import Ceiling
+from policies.ceiling import MAX_GRANT_HOURS_LIMIT, Ceiling
+from policies.vocabulary import DocumentKind
 from sharing import partnerships
 from sharing.partnerships import PartnershipAction, PartnershipView
+from tenants.errors import Invalid
 from tenants.roles import Actor
 
 __all__ = ["PartnershipController"]
@@ -21,6 +23,15 @@ __all__ = ["PartnershipController"]
 class PartnershipCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     noc: Annotated[str, msgspec.Meta(min_length=1, max_length=63, description="the NOC's slug")]
     ceiling: Ceiling = msgspec.field(default_factory=Ceiling)
+
+
+class CeilingReplace(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The whole new ceiling: every field is required, so that nothing widens by omission."""
+
+    clients: Literal["all"] | list[uuid.UUID]
+    document_kinds: Annotated[list[DocumentKind], msgspec.Meta(min_length=1)]
+    max_grant_hours: Annotated[int, msgspec.Meta(ge=1, le=MAX_GRANT_HOURS_LIMIT)]
+    secrets_allowed: bool
 
 
 class PartnershipController(Controller):
@@ -52,11 +63,15 @@ class PartnershipController(Controller):
         self,
         actor: Actor,
         partnership_id: uuid.UUID,
-        data: Ceiling,
+        data: CeilingReplace,
         request: Request[Any, Any, Any],
     ) -> PartnershipView:
+        try:
+            ceiling = msgspec.convert(msgspec.to_builtins(data), Ceiling)
+        except msgspec.ValidationError as exc:
+            raise Invalid(str(exc), code="ceiling") from None
         return await partnerships.set_ceiling(
-            actor, partnership_id, data, request=request_meta(request)
+            actor, partnership_id, ceiling, request=request_meta(request)
         )
 
     @post(
