@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, delete, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK
 
 from gateway.auth import request_meta
@@ -54,7 +56,7 @@ class AccountController(Controller):
     tags = ["account"]
 
     @get("/me", operation_id="getMe", summary="The caller and its permissions")
-    async def me(self, actor: Actor) -> MeRead:
+    async def me(self, actor: NamedDependency[Actor]) -> MeRead:
         return MeRead(
             kind=actor.kind,
             id=actor.id,
@@ -67,7 +69,7 @@ class AccountController(Controller):
         )
 
     @get("/tenants", operation_id="listMyTenants", summary="The tenants the caller belongs to")
-    async def my_tenants(self, actor: Actor) -> list[MembershipRead]:
+    async def my_tenants(self, actor: NamedDependency[Actor]) -> list[MembershipRead]:
         if actor.kind is ActorKind.USER and actor.id is not None:
             return [
                 MembershipRead(m.tenant, m.role, m.tenant.id == actor.tenant_id)
@@ -86,12 +88,15 @@ class TokenController(Controller):
     tags = ["api tokens"]
 
     @get("/", operation_id="listApiTokens", summary="The tenant's API tokens (never the secret)")
-    async def list_tokens(self, actor: Actor) -> list[ApiTokenInfo]:
+    async def list_tokens(self, actor: NamedDependency[Actor]) -> list[ApiTokenInfo]:
         return await service.list_api_tokens(actor.require(Permission.TOKEN_MANAGE))
 
     @post("/", operation_id="createApiToken", summary="Issue a token; the secret is shown once")
     async def create_token(
-        self, actor: Actor, data: TokenCreate, request: Request[Any, Any, Any]
+        self,
+        actor: NamedDependency[Actor],
+        data: JSONBody[TokenCreate],
+        request: Request[Any, Any, Any],
     ) -> TokenIssued:
         issued = await accounts.issue_api_token(
             actor,
@@ -109,6 +114,9 @@ class TokenController(Controller):
         status_code=HTTP_200_OK,
     )
     async def revoke_token(
-        self, actor: Actor, token_id: uuid.UUID, request: Request[Any, Any, Any]
+        self,
+        actor: NamedDependency[Actor],
+        token_id: FromPath[uuid.UUID],
+        request: Request[Any, Any, Any],
     ) -> ApiTokenInfo:
         return await accounts.revoke_api_token(actor, token_id, request_meta(request))

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, get, patch, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
 from gateway.auth import request_meta
@@ -80,12 +81,17 @@ class ClientController(Controller):
     tags = ["clients"]
 
     @get("/", operation_id="listClients", summary="The MSP's clients")
-    async def list_clients(self, actor: Actor, include_archived: bool = False) -> list[ClientView]:
+    async def list_clients(
+        self, actor: NamedDependency[Actor], include_archived: FromQuery[bool] = False
+    ) -> list[ClientView]:
         return await clients.list_clients(actor, include_archived=include_archived)
 
     @post("/", operation_id="createClient", summary="Add a client")
     async def create_client(
-        self, actor: Actor, data: ClientCreate, request: Request[Any, Any, Any]
+        self,
+        actor: NamedDependency[Actor],
+        data: JSONBody[ClientCreate],
+        request: Request[Any, Any, Any],
     ) -> ClientView:
         return await clients.create_client(
             actor,
@@ -97,15 +103,17 @@ class ClientController(Controller):
         )
 
     @get("/{client_id:uuid}", operation_id="getClient", summary="One client")
-    async def get_client(self, actor: Actor, client_id: uuid.UUID) -> ClientView:
+    async def get_client(
+        self, actor: NamedDependency[Actor], client_id: FromPath[uuid.UUID]
+    ) -> ClientView:
         return await clients.get_client(actor, client_id)
 
     @patch("/{client_id:uuid}", operation_id="updateClient", summary="Change a client")
     async def update_client(
         self,
-        actor: Actor,
-        client_id: uuid.UUID,
-        data: ClientUpdate,
+        actor: NamedDependency[Actor],
+        client_id: FromPath[uuid.UUID],
+        data: JSONBody[ClientUpdate],
         request: Request[Any, Any, Any],
     ) -> ClientView:
         return await clients.update_client(
@@ -125,7 +133,10 @@ class ClientController(Controller):
         status_code=HTTP_200_OK,
     )
     async def archive_client(
-        self, actor: Actor, client_id: uuid.UUID, request: Request[Any, Any, Any]
+        self,
+        actor: NamedDependency[Actor],
+        client_id: FromPath[uuid.UUID],
+        request: Request[Any, Any, Any],
     ) -> ClientView:
         return await clients.archive_client(actor, client_id, request=request_meta(request))
 
@@ -137,15 +148,15 @@ class DocumentController(Controller):
     @get("/", operation_id="listDocuments", summary="Documents, newest first (no bodies)")
     async def list_documents(
         self,
-        actor: Actor,
-        keyring: KeyRing,
-        client_id: uuid.UUID | None = None,
-        kind: DocumentKind | None = None,
-        tag: str | None = None,
-        sensitivity: Sensitivity | None = None,
-        include_archived: bool = False,
-        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
-        cursor: str | None = None,
+        actor: NamedDependency[Actor],
+        keyring: NamedDependency[KeyRing],
+        client_id: FromQuery[uuid.UUID | None] = None,
+        kind: FromQuery[DocumentKind | None] = None,
+        tag: FromQuery[str | None] = None,
+        sensitivity: FromQuery[Sensitivity | None] = None,
+        include_archived: FromQuery[bool] = False,
+        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+        cursor: FromQuery[str | None] = None,
     ) -> DocumentPage:
         return await documents.list_documents(
             actor,
@@ -164,9 +175,9 @@ class DocumentController(Controller):
     @post("/", operation_id="createDocument", summary="Create a document (revision 1)")
     async def create_document(
         self,
-        actor: Actor,
-        keyring: KeyRing,
-        data: DocumentCreate,
+        actor: NamedDependency[Actor],
+        keyring: NamedDependency[KeyRing],
+        data: JSONBody[DocumentCreate],
         request: Request[Any, Any, Any],
     ) -> DocumentSummary:
         return await documents.create_document(
@@ -187,9 +198,9 @@ class DocumentController(Controller):
     )
     async def get_document(
         self,
-        actor: Actor,
-        keyring: KeyRing,
-        document_id: uuid.UUID,
+        actor: NamedDependency[Actor],
+        keyring: NamedDependency[KeyRing],
+        document_id: FromPath[uuid.UUID],
         request: Request[Any, Any, Any],
     ) -> DocumentRead:
         return await documents.get_document(
@@ -199,10 +210,10 @@ class DocumentController(Controller):
     @patch("/{document_id:uuid}", operation_id="updateDocument", summary="Edit a document")
     async def update_document(
         self,
-        actor: Actor,
-        keyring: KeyRing,
-        document_id: uuid.UUID,
-        data: DocumentUpdate,
+        actor: NamedDependency[Actor],
+        keyring: NamedDependency[KeyRing],
+        document_id: FromPath[uuid.UUID],
+        data: JSONBody[DocumentUpdate],
         request: Request[Any, Any, Any],
     ) -> DocumentSummary:
         return await documents.update_document(
@@ -226,9 +237,9 @@ class DocumentController(Controller):
     )
     async def archive_document(
         self,
-        actor: Actor,
-        keyring: KeyRing,
-        document_id: uuid.UUID,
+        actor: NamedDependency[Actor],
+        keyring: NamedDependency[KeyRing],
+        document_id: FromPath[uuid.UUID],
         request: Request[Any, Any, Any],
     ) -> DocumentSummary:
         return await documents.archive_document(
@@ -240,7 +251,9 @@ class DocumentController(Controller):
         operation_id="listRevisions",
         summary="A document's revisions, newest first",
     )
-    async def list_revisions(self, actor: Actor, document_id: uuid.UUID) -> list[RevisionSummary]:
+    async def list_revisions(
+        self, actor: NamedDependency[Actor], document_id: FromPath[uuid.UUID]
+    ) -> list[RevisionSummary]:
         return await documents.list_revisions(actor, document_id)
 
     @get(
@@ -250,10 +263,10 @@ class DocumentController(Controller):
     )
     async def get_revision(
         self,
-        actor: Actor,
-        keyring: KeyRing,
-        document_id: uuid.UUID,
-        revision: int,
+        actor: NamedDependency[Actor],
+        keyring: NamedDependency[KeyRing],
+        document_id: FromPath[uuid.UUID],
+        revision: FromPath[int],
         request: Request[Any, Any, Any],
     ) -> DocumentRead:
         return await documents.get_document(

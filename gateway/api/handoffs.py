@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, get, post, put
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK
 
 from gateway.auth import request_meta
@@ -58,12 +60,15 @@ class PolicyController(Controller):
     tags = ["schedule and rules"]
 
     @get("/schedule", operation_id="getSchedule", summary="The MSP's business hours")
-    async def get_schedule(self, actor: Actor) -> ScheduleView:
+    async def get_schedule(self, actor: NamedDependency[Actor]) -> ScheduleView:
         return await schedules.get_schedule(actor)
 
     @put("/schedule", operation_id="setSchedule", summary="Set the MSP's business hours")
     async def set_schedule(
-        self, actor: Actor, data: ScheduleUpdate, request: Request[Any, Any, Any]
+        self,
+        actor: NamedDependency[Actor],
+        data: JSONBody[ScheduleUpdate],
+        request: Request[Any, Any, Any],
     ) -> ScheduleView:
         return await schedules.set_schedule(
             actor,
@@ -73,18 +78,21 @@ class PolicyController(Controller):
         )
 
     @get("/rules", operation_id="getRules", summary="The MSP's sharing rules")
-    async def get_rules(self, actor: Actor) -> MspRules:
+    async def get_rules(self, actor: NamedDependency[Actor]) -> MspRules:
         return await schedules.get_rules(actor)
 
     @put("/rules", operation_id="setRules", summary="Set the MSP's sharing rules")
     async def set_rules(
-        self, actor: Actor, data: MspRules, request: Request[Any, Any, Any]
+        self,
+        actor: NamedDependency[Actor],
+        data: JSONBody[MspRules],
+        request: Request[Any, Any, Any],
     ) -> MspRules:
         return await schedules.set_rules(actor, data, request=request_meta(request))
 
     @get("/rotation-list", operation_id="listRotation", summary="Credentials to rotate")
     async def rotation_list(
-        self, actor: Actor, include_rotated: bool = False
+        self, actor: NamedDependency[Actor], include_rotated: FromQuery[bool] = False
     ) -> list[RotationEntry]:
         return await rotation.list_rotation(actor, include_rotated=include_rotated)
 
@@ -95,7 +103,10 @@ class PolicyController(Controller):
         status_code=HTTP_200_OK,
     )
     async def mark_rotated(
-        self, actor: Actor, item_id: uuid.UUID, request: Request[Any, Any, Any]
+        self,
+        actor: NamedDependency[Actor],
+        item_id: FromPath[uuid.UUID],
+        request: Request[Any, Any, Any],
     ) -> RotationEntry:
         return await rotation.mark_rotated(actor, item_id, request=request_meta(request))
 
@@ -107,10 +118,10 @@ class HandoffController(Controller):
     @post("/handoffs", operation_id="createHandoff", summary="Hand an incident to a partner")
     async def create_handoff(
         self,
-        actor: Actor,
-        keyring: KeyRing,
-        clock: Clock,
-        data: HandoffCreate,
+        actor: NamedDependency[Actor],
+        keyring: NamedDependency[KeyRing],
+        clock: NamedDependency[Clock],
+        data: JSONBody[HandoffCreate],
         request: Request[Any, Any, Any],
     ) -> HandoffView:
         return await handoffs.create_handoff(
@@ -134,13 +145,20 @@ class HandoffController(Controller):
         summary="An incident with its grant, notes and extension requests",
     )
     async def get_handoff(
-        self, actor: Actor, keyring: KeyRing, clock: Clock, handoff_id: uuid.UUID
+        self,
+        actor: NamedDependency[Actor],
+        keyring: NamedDependency[KeyRing],
+        clock: NamedDependency[Clock],
+        handoff_id: FromPath[uuid.UUID],
     ) -> HandoffView:
         return await handoffs.get_handoff(actor, keyring, clock, handoff_id)
 
     @get("/grants", operation_id="listGrants", summary="The MSP's grants, newest first")
     async def list_grants(
-        self, actor: Actor, clock: Clock, live_only: bool = False
+        self,
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+        live_only: FromQuery[bool] = False,
     ) -> list[GrantView]:
         return await handoffs.list_grants(actor, clock, live_only=live_only)
 
@@ -152,10 +170,10 @@ class HandoffController(Controller):
     )
     async def revoke_grant(
         self,
-        actor: Actor,
-        clock: Clock,
-        grant_id: uuid.UUID,
-        data: GrantRevoke,
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+        grant_id: FromPath[uuid.UUID],
+        data: JSONBody[GrantRevoke],
         request: Request[Any, Any, Any],
     ) -> GrantView:
         return await handoffs.revoke_grant(
@@ -169,7 +187,11 @@ class HandoffController(Controller):
         status_code=HTTP_200_OK,
     )
     async def complete_grant(
-        self, actor: Actor, clock: Clock, grant_id: uuid.UUID, request: Request[Any, Any, Any]
+        self,
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+        grant_id: FromPath[uuid.UUID],
+        request: Request[Any, Any, Any],
     ) -> GrantView:
         return await handoffs.complete_grant(actor, clock, grant_id, request=request_meta(request))
 
@@ -181,10 +203,10 @@ class HandoffController(Controller):
     )
     async def approve(
         self,
-        actor: Actor,
-        clock: Clock,
-        extension_id: uuid.UUID,
-        data: ExtensionDecision,
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+        extension_id: FromPath[uuid.UUID],
+        data: JSONBody[ExtensionDecision],
         request: Request[Any, Any, Any],
     ) -> ExtensionView:
         return await handoffs.decide_extension(
@@ -204,9 +226,9 @@ class HandoffController(Controller):
     )
     async def decline(
         self,
-        actor: Actor,
-        clock: Clock,
-        extension_id: uuid.UUID,
+        actor: NamedDependency[Actor],
+        clock: NamedDependency[Clock],
+        extension_id: FromPath[uuid.UUID],
         request: Request[Any, Any, Any],
     ) -> ExtensionView:
         return await handoffs.decide_extension(

@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK
 
 from gateway.auth import request_meta
@@ -46,12 +48,15 @@ class OAuthClientController(Controller):
     tags = ["oauth clients"]
 
     @get("/", operation_id="listOAuthClients", summary="The NOC's partner clients")
-    async def list_clients(self, actor: Actor) -> list[OAuthClientView]:
+    async def list_clients(self, actor: NamedDependency[Actor]) -> list[OAuthClientView]:
         return await partner_clients.list_clients(actor)
 
     @post("/", operation_id="registerOAuthClient", summary="Register a partner client")
     async def register(
-        self, actor: Actor, data: OAuthClientCreate, request: Request[Any, Any, Any]
+        self,
+        actor: NamedDependency[Actor],
+        data: JSONBody[OAuthClientCreate],
+        request: Request[Any, Any, Any],
     ) -> OAuthClientIssued:
         view, secret = await partner_clients.register_client(
             actor,
@@ -72,9 +77,9 @@ class OAuthClientController(Controller):
     )
     async def rotate(
         self,
-        actor: Actor,
-        client_pk: uuid.UUID,
-        data: CredentialRotation,
+        actor: NamedDependency[Actor],
+        client_pk: FromPath[uuid.UUID],
+        data: JSONBody[CredentialRotation],
         request: Request[Any, Any, Any],
     ) -> OAuthClientIssued:
         view, secret = await partner_clients.rotate_credentials(
@@ -93,7 +98,10 @@ class OAuthClientController(Controller):
         status_code=HTTP_200_OK,
     )
     async def disable(
-        self, actor: Actor, client_pk: uuid.UUID, request: Request[Any, Any, Any]
+        self,
+        actor: NamedDependency[Actor],
+        client_pk: FromPath[uuid.UUID],
+        request: Request[Any, Any, Any],
     ) -> OAuthClientView:
         return await partner_clients.set_client_disabled(
             actor, client_pk, True, request=request_meta(request)
@@ -106,7 +114,10 @@ class OAuthClientController(Controller):
         status_code=HTTP_200_OK,
     )
     async def enable(
-        self, actor: Actor, client_pk: uuid.UUID, request: Request[Any, Any, Any]
+        self,
+        actor: NamedDependency[Actor],
+        client_pk: FromPath[uuid.UUID],
+        request: Request[Any, Any, Any],
     ) -> OAuthClientView:
         return await partner_clients.set_client_disabled(
             actor, client_pk, False, request=request_meta(request)

@@ -11,7 +11,8 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, HeaderParameter, JSONBody
 
 from gateway.auth import request_meta
 from gateway.oauth.resource import PartnerCaller
@@ -77,7 +78,7 @@ class PartnerController(Controller):
     security = [{"partnerToken": []}]
 
     @get("/me", operation_id="getPartnerMe", summary="The NOC tenant and client of the token")
-    async def me(self, partner: PartnerCaller) -> PartnerMe:
+    async def me(self, partner: NamedDependency[PartnerCaller]) -> PartnerMe:
         tenant = await service.get_tenant(partner.tenant_id)
         return PartnerMe(
             tenant_id=tenant.id,
@@ -89,7 +90,9 @@ class PartnerController(Controller):
         )
 
     @get("/grants", operation_id="listPartnerGrants", summary="The NOC's running grants")
-    async def grants(self, partner: PartnerCaller, clock: Clock) -> list[GrantView]:
+    async def grants(
+        self, partner: NamedDependency[PartnerCaller], clock: NamedDependency[Clock]
+    ) -> list[GrantView]:
         return await partner_access.list_partner_grants(_partner(partner, _READ), clock)
 
     @get(
@@ -99,10 +102,10 @@ class PartnerController(Controller):
     )
     async def bundle(
         self,
-        partner: PartnerCaller,
-        keyring: KeyRing,
-        clock: Clock,
-        grant_id: uuid.UUID,
+        partner: NamedDependency[PartnerCaller],
+        keyring: NamedDependency[KeyRing],
+        clock: NamedDependency[Clock],
+        grant_id: FromPath[uuid.UUID],
         request: Request[Any, Any, Any],
     ) -> Bundle:
         return await partner_access.partner_bundle(
@@ -116,16 +119,16 @@ class PartnerController(Controller):
     )
     async def document(
         self,
-        partner: PartnerCaller,
-        keyring: KeyRing,
-        clock: Clock,
-        read_counter: ReadCounter,
-        audit_appender: AuditAppender,
-        grant_id: uuid.UUID,
-        document_id: uuid.UUID,
+        partner: NamedDependency[PartnerCaller],
+        keyring: NamedDependency[KeyRing],
+        clock: NamedDependency[Clock],
+        read_counter: NamedDependency[ReadCounter],
+        audit_appender: NamedDependency[AuditAppender],
+        grant_id: FromPath[uuid.UUID],
+        document_id: FromPath[uuid.UUID],
         request: Request[Any, Any, Any],
         break_glass_reason: Annotated[
-            str | None, Parameter(header="X-Break-Glass-Reason", required=False)
+            str | None, HeaderParameter(name="X-Break-Glass-Reason", required=False)
         ] = None,
     ) -> PartnerDocument:
         # the scopes are checked inside, so that a refused read is audited like any other
@@ -148,11 +151,11 @@ class PartnerController(Controller):
     )
     async def note(
         self,
-        partner: PartnerCaller,
-        keyring: KeyRing,
-        clock: Clock,
-        grant_id: uuid.UUID,
-        data: NoteCreate,
+        partner: NamedDependency[PartnerCaller],
+        keyring: NamedDependency[KeyRing],
+        clock: NamedDependency[Clock],
+        grant_id: FromPath[uuid.UUID],
+        data: JSONBody[NoteCreate],
         request: Request[Any, Any, Any],
     ) -> Created:
         note_id = await partner_access.partner_note(
@@ -172,10 +175,10 @@ class PartnerController(Controller):
     )
     async def extension(
         self,
-        partner: PartnerCaller,
-        clock: Clock,
-        grant_id: uuid.UUID,
-        data: ExtensionCreate,
+        partner: NamedDependency[PartnerCaller],
+        clock: NamedDependency[Clock],
+        grant_id: FromPath[uuid.UUID],
+        data: JSONBody[ExtensionCreate],
         request: Request[Any, Any, Any],
     ) -> Created:
         extension_id = await partner_access.partner_extension(

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, get, post, put
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK
 
 from gateway.auth import request_meta
@@ -39,19 +41,24 @@ class PartnershipController(Controller):
     tags = ["partnerships"]
 
     @get("/", operation_id="listPartnerships", summary="Partnerships of the caller's tenant")
-    async def list_partnerships(self, actor: Actor) -> list[PartnershipView]:
+    async def list_partnerships(self, actor: NamedDependency[Actor]) -> list[PartnershipView]:
         return await partnerships.list_partnerships(actor)
 
     @post("/", operation_id="invitePartner", summary="The MSP invites a NOC")
     async def invite(
-        self, actor: Actor, data: PartnershipCreate, request: Request[Any, Any, Any]
+        self,
+        actor: NamedDependency[Actor],
+        data: JSONBody[PartnershipCreate],
+        request: Request[Any, Any, Any],
     ) -> PartnershipView:
         return await partnerships.invite(
             actor, noc_slug=data.noc, ceiling=data.ceiling, request=request_meta(request)
         )
 
     @get("/{partnership_id:uuid}", operation_id="getPartnership", summary="One partnership")
-    async def get_partnership(self, actor: Actor, partnership_id: uuid.UUID) -> PartnershipView:
+    async def get_partnership(
+        self, actor: NamedDependency[Actor], partnership_id: FromPath[uuid.UUID]
+    ) -> PartnershipView:
         return await partnerships.get_partnership(actor, partnership_id)
 
     @put(
@@ -61,9 +68,9 @@ class PartnershipController(Controller):
     )
     async def set_ceiling(
         self,
-        actor: Actor,
-        partnership_id: uuid.UUID,
-        data: CeilingReplace,
+        actor: NamedDependency[Actor],
+        partnership_id: FromPath[uuid.UUID],
+        data: JSONBody[CeilingReplace],
         request: Request[Any, Any, Any],
     ) -> PartnershipView:
         try:
@@ -82,9 +89,9 @@ class PartnershipController(Controller):
     )
     async def change_state(
         self,
-        actor: Actor,
-        partnership_id: uuid.UUID,
-        action: PartnershipAction,
+        actor: NamedDependency[Actor],
+        partnership_id: FromPath[uuid.UUID],
+        action: FromPath[PartnershipAction],
         request: Request[Any, Any, Any],
     ) -> PartnershipView:
         return await partnerships.act(actor, partnership_id, action, request=request_meta(request))

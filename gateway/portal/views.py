@@ -8,7 +8,9 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import FormMultiDict
+from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException
+from litestar.params import FromPath
 from litestar.plugins.flash import flash
 from litestar.response import Redirect, Template
 from litestar.status_codes import (
@@ -172,7 +174,10 @@ class PortalController(Controller):
 
     @post("/partnerships/{partnership_id:uuid}/{action:str}")
     async def change(
-        self, request: Request[Any, Any, Any], partnership_id: uuid.UUID, action: str
+        self,
+        request: Request[Any, Any, Any],
+        partnership_id: FromPath[uuid.UUID],
+        action: FromPath[str],
     ) -> Redirect:
         actor = await portal_actor(request)
         try:
@@ -191,14 +196,14 @@ class PortalController(Controller):
         return Redirect("/partnerships")
 
 
-async def _page_context(actor: Actor) -> dict[str, Any]:
+async def _page_context(actor: NamedDependency[Actor]) -> dict[str, Any]:
     memberships = await service.memberships_of(actor.id) if actor.id else []
     current = next((m for m in memberships if m.tenant.id == actor.tenant_id), None)
     return {"actor": actor, "memberships": memberships, "current": current}
 
 
 async def _partnerships_template(
-    actor: Actor,
+    actor: NamedDependency[Actor],
     *,
     errors: dict[str, str] | None = None,
     form: FormMultiDict | None = None,
