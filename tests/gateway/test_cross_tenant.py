@@ -32,7 +32,12 @@ from tests.helpers import (
     table_snapshot,
 )
 
-_CEILING = {"clients": "all", "document_kinds": ["sop"], "max_grant_hours": 8}
+_CEILING = {
+    "clients": "all",
+    "document_kinds": ["sop"],
+    "max_grant_hours": 8,
+    "secrets_allowed": False,
+}
 
 
 @pytest.fixture

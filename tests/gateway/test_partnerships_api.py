@@ -80,6 +80,16 @@ async def call(
     return await client.request(method, path, json=body, headers=csrf_header(client))
 
 
+def _full_ceiling(hours: int) -> dict[str, Any]:
+    """A whole ceiling: PUT replaces it, so every field is given."""
+    return {
+        "clients": "all",
+        "document_kinds": ["sop"],
+        "max_grant_hours": hours,
+        "secrets_allowed": False,
+    }
+
+
 async def invite(client: AppClient, parties: Parties, **ceiling: Any) -> str:
     body: dict[str, Any] = {"noc": parties.noc.tenant.slug}
     if ceiling:
@@ -193,7 +203,7 @@ async def test_after_the_end_every_action_is_a_409_that_says_why(
 
     if action == "ceiling":
         response = await call(
-            client, side, "PUT", f"/api/v1/partnerships/{pid}/ceiling", {"max_grant_hours": 8}
+            client, side, "PUT", f"/api/v1/partnerships/{pid}/ceiling", _full_ceiling(8)
         )
     else:
         response = await act(client, side, pid, action)
@@ -314,7 +324,7 @@ async def test_the_noc_cannot_set_the_ceiling(client, parties) -> None:
     before = await stored(pid)
 
     response = await call(
-        client, parties.noc, "PUT", f"/api/v1/partnerships/{pid}/ceiling", {"max_grant_hours": 168}
+        client, parties.noc, "PUT", f"/api/v1/partnerships/{pid}/ceiling", _full_ceiling(168)
     )
 
     assert response.status_code == 409, response.text
@@ -334,6 +344,7 @@ async def test_the_noc_cannot_set_the_ceiling(client, parties) -> None:
         {"clients": "some"},
         {"secrets_allowed": "yes"},
         {"max_grant_hours": 8, "reveal_everything": True},
+        {"secrets_allowed": None},  # a missing field must not widen the ceiling by default
     ],
 )
 async def test_an_invalid_ceiling_is_refused_and_the_old_one_stays(
@@ -341,10 +352,10 @@ async def test_an_invalid_ceiling_is_refused_and_the_old_one_stays(
 ) -> None:
     pid = await invite(client, parties, max_grant_hours=8, document_kinds=["sop"])
     before = await stored(pid)
+    body = {**_full_ceiling(8), **ceiling}
+    body = {key: value for key, value in body.items() if value is not None}
 
-    response = await call(
-        client, parties.msp, "PUT", f"/api/v1/partnerships/{pid}/ceiling", ceiling
-    )
+    response = await call(client, parties.msp, "PUT", f"/api/v1/partnerships/{pid}/ceiling", body)
 
     assert response.status_code in (400, 422), response.text
     assert response.headers["content-type"].startswith("application/problem+json")
