@@ -45,6 +45,7 @@ __all__ = [
     "list_documents",
     "list_revisions",
     "normalise_tags",
+    "open_revision",
     "revision_context",
     "update_document",
 ]
@@ -680,6 +681,12 @@ async def find_by_source(tenant_id: uuid.UUID, source_key: str) -> dict[str, Any
         .first()
     )
     return row
+
+
+async def open_revision(keyring: KeyRing, revision: dict[str, Any]) -> Content:
+    """The content of a revision row already loaded (tenant_id, document_id, revision, and
+    the sealed columns)."""
+    return await _open_content(keyring, revision)
 
 
 async def current_title(keyring: KeyRing, tenant_id: uuid.UUID, row: dict[str, Any]) -> str:

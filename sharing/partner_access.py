@@ -22,6 +22,7 @@ from policies.decision import (
     DocumentFacts,
     GrantFacts,
     GrantScope,
+    MspRules,
     ReadRequest,
     Reason,
     check_grant_window,
@@ -388,20 +389,81 @@ async def partner_bundle(
     )
 
 
-async def partner_read(
-    partner: Partner,
-    keyring: KeyRing,
-    clock: Clock,
-    counter: ReadCounter,
-    grant_id: uuid.UUID,
-    document_id: uuid.UUID,
-    *,
-    break_glass_reason: str | None,
-    request: RequestMeta,
-    appender: AuditAppender | None = None,
-) -> PartnerDocument:
-    """One document, if the decision allows; audited either way (break-glass at high severity,
-    with the MSP notified and the credential put on its rotation list)."""
+_READ_CONTEXT_SQL = """
+SELECT g.id, g.tenant_id, g.client_id, g.scope, g.status, g.starts_at, g.ends_at,
+       h.psa_reference, p.status AS partnership_status, p.ceiling, r.rules,
+       d.id AS doc_id, d.client_id AS doc_client_id, d.kind, d.tags, d.sensitivity,
+       d.archived_at, d.current_revision,
+       v.wrapped_dek, v.title_sealed, v.body_sealed
+FROM grants g
+JOIN handoffs h ON h.id = g.handoff_id
+JOIN partnerships p ON p.id = g.partnership_id
+LEFT JOIN msp_rules r ON r.tenant_id = g.tenant_id
+JOIN documents d ON d.id = {} AND d.tenant_id = g.tenant_id
+JOIN document_revisions v ON v.tenant_id = d.tenant_id AND v.document_id = d.id
+     AND v.revision = d.current_revision
+WHERE g.id = {} AND g.noc_tenant_id = {}
+"""
+
+
+def _json(value: Any) -> Any:
+    return msgspec.json.decode(value) if isinstance(value, str | bytes) else value
+
+
+async def _read_context(
+    partner: Partner, grant_id: uuid.UUID, document_id: uuid.UUID
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], GrantFacts, Ceiling, MspRules] | None:
+    """Grant, partnership, rules, document and its current revision in one round trip; None
+    whenever anything is missing or the token is not bound to the grant (the slow path then
+    refuses, and audits, with the right reason)."""
+    if partner.bound_grant_id != grant_id:
+        return None
+    rows = await Grant.raw(_READ_CONTEXT_SQL, document_id, grant_id, partner.tenant_id)
+    if not rows:
+        return None
+    found = rows[0]
+    row = {
+        "id": found["id"],
+        "tenant_id": found["tenant_id"],
+        "handoff_id.psa_reference": found["psa_reference"],
+    }
+    doc = {
+        "id": found["doc_id"],
+        "client_id": found["doc_client_id"],
+        "kind": found["kind"],
+        "tags": found["tags"],
+        "sensitivity": found["sensitivity"],
+        "archived_at": found["archived_at"],
+        "current_revision": found["current_revision"],
+    }
+    revision = {
+        "tenant_id": found["tenant_id"],
+        "document_id": found["doc_id"],
+        "revision": found["current_revision"],
+        "wrapped_dek": found["wrapped_dek"],
+        "title_sealed": found["title_sealed"],
+        "body_sealed": found["body_sealed"],
+    }
+    grant = GrantFacts(
+        id=found["id"],
+        status=str(found["status"]),
+        starts_at=found["starts_at"],
+        ends_at=found["ends_at"],
+        client_id=found["client_id"],
+        scope=msgspec.convert(_json(found["scope"]), GrantScope),
+        partnership_active=found["partnership_status"] == PartnershipStatus.ACTIVE.value,
+    )
+    ceiling = msgspec.convert(_json(found["ceiling"]), Ceiling)
+    rules = (
+        MspRules() if found["rules"] is None else msgspec.convert(_json(found["rules"]), MspRules)
+    )
+    return row, doc, revision, grant, ceiling, rules
+
+
+async def _slow_read_context(
+    partner: Partner, grant_id: uuid.UUID, document_id: uuid.UUID, request: RequestMeta
+) -> tuple[dict[str, Any], dict[str, Any], GrantFacts, Ceiling, MspRules]:
+    """The same facts query by query, refusing (and auditing) what is missing."""
     row = await _own_grant(
         partner, grant_id, read=AuditAction.PARTNER_DOCUMENT_DENIED, request=request
     )
@@ -432,7 +494,33 @@ async def partner_read(
             )
         raise NotFound("no such document")
     grant, ceiling = await _facts(row)
-    rules = await load_rules(msp_id)
+    return row, doc, grant, ceiling, await load_rules(msp_id)
+
+
+async def partner_read(
+    partner: Partner,
+    keyring: KeyRing,
+    clock: Clock,
+    counter: ReadCounter,
+    grant_id: uuid.UUID,
+    document_id: uuid.UUID,
+    *,
+    break_glass_reason: str | None,
+    request: RequestMeta,
+    appender: AuditAppender | None = None,
+) -> PartnerDocument:
+    """One document, if the decision allows; audited either way (break-glass at high severity,
+    with the MSP notified and the credential put on its rotation list)."""
+    fast = await _read_context(partner, grant_id, document_id)
+    if fast is not None:  # the common case, in one query; refusals take the path below
+        row, doc, revision, grant, ceiling, rules = fast
+        msp_id: uuid.UUID = row["tenant_id"]
+    else:
+        row, doc, grant, ceiling, rules = await _slow_read_context(
+            partner, grant_id, document_id, request
+        )
+        msp_id = row["tenant_id"]
+        revision = None
     reads = await counter.hit(grant_id)
     now = await clock.now()
     facts = _document_facts(doc)
@@ -521,7 +609,10 @@ async def partner_read(
     if not decision.allowed:
         raise Denied(decision)
     try:
-        content = await documents.current_content(keyring, msp_id, doc)
+        if revision is not None:
+            content = await documents.open_revision(keyring, revision)
+        else:
+            content = await documents.current_content(keyring, msp_id, doc)
     except IntegrityFailure as failure:
         await record(
             msp_id,
