@@ -22,6 +22,7 @@ from authlib.oauth2.rfc6749 import (
     ClientMixin,
     InvalidClientError,
     InvalidRequestError,
+    InvalidScopeError,
     OAuth2Payload,
     OAuth2Request,
 )
@@ -104,7 +105,10 @@ class _Client(ClientMixin):  # type: ignore[misc]
         wanted = (scope or "").split()
         if not wanted:
             return " ".join(sorted(self.loaded.scopes))
-        return " ".join(s for s in wanted if s in allowed)
+        granted = [s for s in wanted if s in allowed]
+        if not granted:  # narrower than asked is fine (RFC 6749 3.3); nothing at all is not
+            raise InvalidScopeError(description="none of the requested scopes is allowed")
+        return " ".join(granted)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         return False
