@@ -18,7 +18,7 @@ from gateway.database import ALL_TABLES
 from policies.ceiling import Ceiling
 from policies.vocabulary import DocumentKind
 from sharing import partnerships
-from sharing.clock import ManualClock
+from sharing.clock import DatabaseClock, ManualClock
 from sharing.partnerships import PartnershipAction
 from sharing.tables import AuditEvent, Grant, OutboxEvent, RotationItem
 from tenants.tables import IssuedToken
@@ -679,3 +679,25 @@ async def test_a_read_that_cannot_be_audited_is_not_served(
     served = await http.get(_read_url(grant_id, msp.documents["credential"]), headers=secret)
     assert served.status_code == 200, served.text
     assert await RotationItem.count() == 1
+
+
+@pytest.mark.parametrize("clock", [DatabaseClock()], ids=["database-clock"])
+async def test_with_the_database_clock_the_window_is_the_database_s(
+    http: AppClient, parties: Parties, clock: DatabaseClock
+) -> None:
+    # the deployed default: the time comes from the database (in the read's own query on
+    # PostgreSQL), not from the process
+    in_an_hour = _iso(datetime.now(UTC) + timedelta(hours=1))
+    made = await hand_off(http, parties.msp, parties.noc, ends_at=in_an_hour)
+    grant_id = made["grant"]["id"]
+    token = bearer(await grant_token(http, parties.noc, grant_id))
+    url = _read_url(grant_id, parties.msp.documents["network"])
+    assert (await http.get(url, headers=token)).status_code == 200
+
+    await Grant.update({Grant.ends_at: datetime.now(UTC) - timedelta(seconds=1)}).where(
+        Grant.id == uuid.UUID(grant_id)
+    )
+    ended = await http.get(url, headers=token)
+    assert ended.status_code == 403, ended.text
+    assert [r["code"] for r in ended.json()["reasons"]] == ["grant_ended"]
+    assert parties.msp.marker not in ended.text
