@@ -685,8 +685,8 @@ async def test_a_read_that_cannot_be_audited_is_not_served(
 async def test_with_the_database_clock_the_window_is_the_database_s(
     http: AppClient, parties: Parties, clock: DatabaseClock
 ) -> None:
-    # the deployed default: the time comes from the database (in the read's own query on
-    # PostgreSQL), not from the process
+    # the deployed default: the time comes from the database (statement_timestamp() on
+    # PostgreSQL), not from a clock the test moves
     in_an_hour = _iso(datetime.now(UTC) + timedelta(hours=1))
     made = await hand_off(http, parties.msp, parties.noc, ends_at=in_an_hour)
     grant_id = made["grant"]["id"]
