@@ -12,7 +12,7 @@ import msgspec
 from sharing.audit import AuditAction, RequestMeta, record
 from sharing.tables import Client
 from tenants.db import write_transaction
-from tenants.errors import Conflict, Forbidden, Invalid, NotFound
+from tenants.errors import Conflict, Invalid, NotFound
 from tenants.roles import Actor, Permission
 
 __all__ = [
@@ -159,9 +159,7 @@ async def create_client(
     psa_reference: str | None = None,
     request: RequestMeta | None = None,
 ) -> ClientView:
-    tenant_id = actor.require(Permission.CONTENT_WRITE)
-    if actor.tenant_kind is not None and not actor.tenant_kind.is_msp:
-        raise Forbidden("only an MSP tenant has clients", code="not_msp")
+    tenant_id = actor.require_msp(Permission.CONTENT_WRITE, "only an MSP tenant has clients")
     name, short_code = _check_name(name), _check_code(short_code)
     now = datetime.now(UTC)
     async with write_transaction():

@@ -272,11 +272,7 @@ async def _check_client(tenant_id: uuid.UUID, client_id: uuid.UUID | None) -> No
         raise Invalid("no such client (or it is archived)", code="client_unknown")
 
 
-def _require_msp(actor: Actor, permission: Permission) -> uuid.UUID:
-    tenant_id = actor.require(permission)
-    if actor.tenant_kind is not None and not actor.tenant_kind.is_msp:
-        raise Forbidden("only an MSP tenant keeps client documentation", code="not_msp")
-    return tenant_id
+_NOT_MSP = "only an MSP tenant keeps client documentation"
 
 
 # -- reads --------------------------------------------------------------------------------
@@ -516,7 +512,7 @@ async def create_document(
     source_key: str | None = None,
     request: RequestMeta = _NO_REQUEST,
 ) -> DocumentSummary:
-    tenant_id = _require_msp(actor, Permission.CONTENT_WRITE)
+    tenant_id = actor.require_msp(Permission.CONTENT_WRITE, _NOT_MSP)
     content = Content(content.title.strip(), content.body, content.fields)
     _check_content(kind, content)
     level = _sensitivity_for(kind, sensitivity)

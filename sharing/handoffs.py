@@ -178,11 +178,7 @@ async def grant_row(where: Any) -> dict[str, Any] | None:
     return row
 
 
-def _msp(actor: Actor, permission: Permission) -> uuid.UUID:
-    tenant_id = actor.require(permission)
-    if actor.tenant_kind is not None and not actor.tenant_kind.is_msp:
-        raise Forbidden("only an MSP hands off incidents", code="not_msp")
-    return tenant_id
+_NOT_MSP = "only an MSP hands off incidents"
 
 
 def _text(value: str, name: str, limit: int) -> str:
@@ -217,7 +213,7 @@ async def create_handoff(
     request: RequestMeta = _NO_REQUEST,
 ) -> HandoffView:
     """Hand an incident to a partner NOC; the grant ends at shift end unless told otherwise."""
-    tenant_id = _msp(actor, Permission.HANDOFF_CREATE)
+    tenant_id = actor.require_msp(Permission.HANDOFF_CREATE, _NOT_MSP)
     psa_reference = _text(psa_reference, "psa_reference", 100)
     summary = _text(summary, "summary", MAX_SUMMARY_CHARS)
     now = await clock.now()
@@ -347,7 +343,7 @@ async def create_handoff(
 
 async def list_grants(actor: Actor, clock: Clock, *, live_only: bool = False) -> list[GrantView]:
     """The MSP's grants, newest first."""
-    tenant_id = _msp(actor, Permission.TENANT_READ)
+    tenant_id = actor.require_msp(Permission.TENANT_READ, _NOT_MSP)
     now = await clock.now()
     where: Any = Grant.tenant_id == tenant_id
     if live_only:
@@ -366,7 +362,7 @@ async def get_handoff(
     actor: Actor, keyring: KeyRing, clock: Clock, handoff_id: uuid.UUID
 ) -> HandoffView:
     """The incident with its grant, notes and extension requests (MSP side)."""
-    tenant_id = _msp(actor, Permission.TENANT_READ)
+    tenant_id = actor.require_msp(Permission.TENANT_READ, _NOT_MSP)
     handoff = (
         await Handoff.select()
         .where((Handoff.id == handoff_id) & (Handoff.tenant_id == tenant_id))
@@ -450,7 +446,7 @@ async def _end_grant(
     event: EventType | None,
     request: RequestMeta,
 ) -> GrantView:
-    tenant_id = _msp(actor, Permission.HANDOFF_CREATE)
+    tenant_id = actor.require_msp(Permission.HANDOFF_CREATE, _NOT_MSP)
     now = await clock.now()
     async with write_transaction():
         row = await grant_row((Grant.id == grant_id) & (Grant.tenant_id == tenant_id))
@@ -546,7 +542,7 @@ async def decide_extension(
     request: RequestMeta = _NO_REQUEST,
 ) -> ExtensionView:
     """Approve (the grant ends later, still within every limit) or decline a request."""
-    tenant_id = _msp(actor, Permission.HANDOFF_CREATE)
+    tenant_id = actor.require_msp(Permission.HANDOFF_CREATE, _NOT_MSP)
     now = await clock.now()
     async with write_transaction():
         extension = (

@@ -13,7 +13,7 @@ from policies.schedule import BusinessHours
 from sharing.audit import AuditAction, RequestMeta, record
 from sharing.tables import MspRuleSet, Schedule
 from tenants.db import write_transaction
-from tenants.errors import Forbidden, Invalid, NotFound
+from tenants.errors import Invalid, NotFound
 from tenants.roles import Actor, Permission
 
 __all__ = [
@@ -36,11 +36,7 @@ class ScheduleView(msgspec.Struct, frozen=True):
     updated_at: datetime
 
 
-def _msp(actor: Actor, permission: Permission) -> uuid.UUID:
-    tenant_id = actor.require(permission)
-    if actor.tenant_kind is not None and not actor.tenant_kind.is_msp:
-        raise Forbidden("only an MSP tenant has business hours and sharing rules", code="not_msp")
-    return tenant_id
+_NOT_MSP = "only an MSP tenant has business hours and sharing rules"
 
 
 async def load_schedule(tenant_id: uuid.UUID) -> ScheduleView | None:
@@ -60,7 +56,7 @@ async def load_schedule(tenant_id: uuid.UUID) -> ScheduleView | None:
 
 
 async def get_schedule(actor: Actor) -> ScheduleView:
-    schedule = await load_schedule(_msp(actor, Permission.TENANT_READ))
+    schedule = await load_schedule(actor.require_msp(Permission.TENANT_READ, _NOT_MSP))
     if schedule is None:
         raise NotFound("no business hours are set yet")
     return schedule
@@ -73,7 +69,7 @@ async def set_schedule(
     handback_buffer_minutes: int = 0,
     request: RequestMeta = _NO_REQUEST,
 ) -> ScheduleView:
-    tenant_id = _msp(actor, Permission.PARTNERSHIP_MANAGE)
+    tenant_id = actor.require_msp(Permission.PARTNERSHIP_MANAGE, _NOT_MSP)
     if not 0 <= handback_buffer_minutes <= MAX_BUFFER_MINUTES:
         raise Invalid(f"the hand-back buffer is 0 to {MAX_BUFFER_MINUTES} minutes", code="buffer")
     now = datetime.now(UTC)
@@ -121,13 +117,13 @@ async def load_rules(tenant_id: uuid.UUID) -> MspRules:
 
 
 async def get_rules(actor: Actor) -> MspRules:
-    return await load_rules(_msp(actor, Permission.TENANT_READ))
+    return await load_rules(actor.require_msp(Permission.TENANT_READ, _NOT_MSP))
 
 
 async def set_rules(
     actor: Actor, rules: MspRules, *, request: RequestMeta = _NO_REQUEST
 ) -> MspRules:
-    tenant_id = _msp(actor, Permission.PARTNERSHIP_MANAGE)
+    tenant_id = actor.require_msp(Permission.PARTNERSHIP_MANAGE, _NOT_MSP)
     now = datetime.now(UTC)
     async with write_transaction():
         updated = (

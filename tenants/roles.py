@@ -121,6 +121,13 @@ class Actor:
     def can(self, permission: Permission) -> bool:
         return permission in self.permissions
 
+    def require_msp(self, permission: Permission, refusal: str) -> uuid.UUID:
+        """Like `require`, in a tenant that is an MSP; `refusal` says what only an MSP does."""
+        tenant_id = self.require(permission)
+        if self.tenant_kind is not None and not self.tenant_kind.is_msp:
+            raise Forbidden(refusal, code="not_msp")
+        return tenant_id
+
     def require(self, permission: Permission) -> uuid.UUID:
         """Return the acting tenant, or raise `Forbidden` naming the missing permission."""
         if self.tenant_id is None or not self.can(permission):
