@@ -16,6 +16,7 @@ __all__ = ["Settings", "SettingsError"]
 Environment = Literal["development", "production", "test"]
 _ENVIRONMENTS = ("development", "production", "test")
 _LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+_BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
 
 class SettingsError(ValueError):
@@ -44,6 +45,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     access_token_seconds: int = 600
     token_rate_per_client: int = 60
     token_rate_per_address: int = 120
+    worker_max_sleep_seconds: float = 1.0
+    webhook_timeout_seconds: float = 10.0
+    webhook_allow_private: bool = False
+    metrics_token: str | None = None
 
     @property
     def secure_cookies(self) -> bool:
@@ -141,6 +146,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError("SHIFTGATE_TOKEN_RATE_PER_ADDRESS: expected requests per minute")
         if self.login_window_seconds < 1:
             raise SettingsError("SHIFTGATE_LOGIN_WINDOW_SECONDS: expected a whole number above 0")
+        if not 0.05 <= self.worker_max_sleep_seconds <= 60:
+            raise SettingsError("SHIFTGATE_WORKER_MAX_SLEEP_SECONDS: expected 0.05 to 60 seconds")
+        if not 0.1 <= self.webhook_timeout_seconds <= 60:
+            raise SettingsError("SHIFTGATE_WEBHOOK_TIMEOUT_SECONDS: expected 0.1 to 60 seconds")
 
 
 _UNPREFIXED = {"database_url": "DATABASE_URL", "redis_url": "REDIS_URL"}
@@ -184,11 +193,15 @@ def _parse(env_name: str, field: str, raw: str) -> object:
             return int(raw)
         except ValueError:
             raise SettingsError(f"{env_name}: expected a whole number, got {raw!r}") from None
-    if field == "session_hours":
+    if field in {"session_hours", "worker_max_sleep_seconds", "webhook_timeout_seconds"}:
         try:
             return float(raw)
         except ValueError:
-            raise SettingsError(f"{env_name}: expected a number of hours, got {raw!r}") from None
+            raise SettingsError(f"{env_name}: expected a number, got {raw!r}") from None
+    if field == "webhook_allow_private":
+        if raw.lower() not in _BOOLEANS:
+            raise SettingsError(f"{env_name}: expected true or false, got {raw!r}")
+        return _BOOLEANS[raw.lower()]
     return raw
 
 

@@ -55,6 +55,13 @@ class MspRules(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     partner_networks: list[str] = msgspec.field(default_factory=list)
     secrets_need_break_glass: bool = True
     reads_per_minute: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 120
+    expiry_warning_minutes: Annotated[int, msgspec.Meta(ge=0, le=1440)] = 15  # 0: no warning
+
+    def warning_at(self, ends_at: datetime) -> datetime | None:
+        """When both sides are told the grant ends soon; None when the MSP wants no warning."""
+        if self.expiry_warning_minutes == 0:
+            return None
+        return ends_at - timedelta(minutes=self.expiry_warning_minutes)
 
     def __post_init__(self) -> None:
         for network in self.partner_networks:

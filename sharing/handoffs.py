@@ -310,6 +310,7 @@ async def create_handoff(
                 status=status.value,
                 starts_at=begins,
                 ends_at=ends_at,
+                warn_at=rules.warning_at(ends_at),
                 created_at=now,
                 updated_at=now,
             )
@@ -578,10 +579,11 @@ async def decide_extension(
                 .output(load_json=True)
             )
             assert partnership is not None
+            rules = await load_rules(tenant_id)
             decision = decide_grant(
                 scope=msgspec.convert(row["scope"], GrantScope),
                 ceiling=msgspec.convert(partnership["ceiling"], Ceiling),
-                rules=await load_rules(tenant_id),
+                rules=rules,
                 client_id=row["client_id"],
                 starts_at=row["starts_at"],
                 ends_at=target,
@@ -593,9 +595,14 @@ async def decide_extension(
                     "; ".join(r.message for r in decision.reasons), code=",".join(decision.codes)
                 )
             changes[GrantExtension.new_ends_at] = target
-            await Grant.update({Grant.ends_at: target, Grant.updated_at: now}).where(
-                Grant.id == row["id"]
-            )
+            await Grant.update(
+                {
+                    Grant.ends_at: target,
+                    Grant.warn_at: rules.warning_at(target),
+                    Grant.warned_at: None,
+                    Grant.updated_at: now,
+                }
+            ).where(Grant.id == row["id"])
         await GrantExtension.update(changes).where(GrantExtension.id == extension_id)
         context = {"grant_id": str(row["id"]), "extension_id": str(extension_id)}
         if approve:

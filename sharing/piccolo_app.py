@@ -19,6 +19,10 @@ from sharing.tables import (
     Partnership,
     RotationItem,
     Schedule,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WorkerCounter,
 )
 
 __all__ = ["APP_CONFIG"]
@@ -41,6 +45,10 @@ APP_CONFIG = AppConfig(
         HandoffNote,
         RotationItem,
         OutboxEvent,
+        WebhookEndpoint,
+        WebhookDelivery,
+        WebhookAttempt,
+        WorkerCounter,
     ],
     migration_dependencies=["tenants.piccolo_app"],
     commands=[],

@@ -11,7 +11,7 @@ import msgspec
 from policies.decision import MspRules
 from policies.schedule import BusinessHours
 from sharing.audit import AuditAction, RequestMeta, record
-from sharing.tables import MspRuleSet, Schedule
+from sharing.tables import Grant, MspRuleSet, Schedule
 from tenants.db import write_transaction
 from tenants.errors import Invalid, NotFound
 from tenants.roles import Actor, Permission
@@ -142,7 +142,21 @@ async def set_rules(
                     updated_at=now,
                 )
             )
+        await _rewarn_live_grants(tenant_id, rules)
         await record(
             tenant_id, AuditAction.RULES_CHANGED, actor=actor, target_type="rules", request=request
         )
     return await load_rules(tenant_id)
+
+
+async def _rewarn_live_grants(tenant_id: uuid.UUID, rules: MspRules) -> None:
+    """A new warning lead time applies to the live grants not warned yet."""
+    live = await Grant.select(Grant.id, Grant.ends_at).where(
+        (Grant.tenant_id == tenant_id)
+        & Grant.status.is_in(["scheduled", "active"])
+        & Grant.warned_at.is_null()
+    )
+    for grant in live:
+        await Grant.update({Grant.warn_at: rules.warning_at(grant["ends_at"])}).where(
+            Grant.id == grant["id"]
+        )

@@ -33,6 +33,10 @@ __all__ = [
     "Partnership",
     "RotationItem",
     "Schedule",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WorkerCounter",
 ]
 
 
@@ -181,6 +185,8 @@ class Grant(Table, tablename="grants"):
     ends_at = Timestamptz()
     ended_at = Timestamptz(null=True, default=None)
     end_reason = Text(null=True, default=None)
+    warn_at = Timestamptz(null=True, default=None)  # when "ends soon" is due (MSP's lead time)
+    warned_at = Timestamptz(null=True, default=None)
     created_at = Timestamptz()
     updated_at = Timestamptz()
 
@@ -237,3 +243,61 @@ class OutboxEvent(Table, tablename="outbox_events"):
     event_type = Varchar(length=48)
     payload = JSON()
     created_at = Timestamptz()
+    dispatched_at = Timestamptz(null=True, default=None)  # fanned out to the tenant's webhooks
+
+
+class WebhookEndpoint(Table, tablename="webhook_endpoints"):
+    """Where a tenant wants its events posted. The signing secret is sealed like content: the
+    worker needs it back to sign, so it cannot be a one-way hash."""
+
+    id = UUID(primary_key=True)
+    tenant_id = ForeignKey(references=Tenant, on_delete=OnDelete.restrict)
+    url = Varchar(length=2048)
+    description = Varchar(length=200, default="")
+    events = JSON()  # a list of event type names
+    kek_version = Integer()
+    wrapped_dek = Bytea(secret=True)
+    secret_sealed = Bytea(secret=True)
+    status = Varchar(length=12)  # active | failing | disabled
+    consecutive_failures = Integer(default=0)
+    created_by = Varchar(length=254)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+
+
+class WebhookDelivery(Table, tablename="webhook_deliveries"):
+    """One outbox event for one endpoint: retried until delivered or given up after a day."""
+
+    id = UUID(primary_key=True)
+    tenant_id = ForeignKey(references=Tenant, on_delete=OnDelete.restrict)
+    endpoint_id = ForeignKey(references=WebhookEndpoint, on_delete=OnDelete.restrict)
+    outbox_event_id = ForeignKey(references=OutboxEvent, on_delete=OnDelete.restrict)
+    event_id = UUID()  # shared by every copy of one event: receivers drop duplicates by it
+    event_type = Varchar(length=48)
+    status = Varchar(length=12)  # pending | delivered | failed
+    attempts = Integer(default=0)
+    next_attempt_at = Timestamptz()
+    lease_until = Timestamptz(null=True, default=None)  # a worker is posting it until then
+    last_status_code = Integer(null=True, default=None)
+    last_error = Text(null=True, default=None)
+    created_at = Timestamptz()
+    delivered_at = Timestamptz(null=True, default=None)
+
+
+class WebhookAttempt(Table, tablename="webhook_attempts"):
+    """One try at posting a delivery, kept for the tenant to see why it failed."""
+
+    id = UUID(primary_key=True)
+    tenant_id = ForeignKey(references=Tenant, on_delete=OnDelete.restrict)
+    delivery_id = ForeignKey(references=WebhookDelivery, on_delete=OnDelete.restrict)
+    attempted_at = Timestamptz()
+    status_code = Integer(null=True, default=None)
+    error = Text(null=True, default=None)
+    duration_ms = Integer()
+
+
+class WorkerCounter(Table, tablename="worker_counters"):
+    """Totals the worker keeps for /metrics, updated in the transaction of what they count."""
+
+    name = Varchar(length=64, primary_key=True)
+    value = BigInt(default=0)
