@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from sharing.tables import OutboxEvent
 
-__all__ = ["EventType", "emit"]
+__all__ = ["EventType", "emit", "emit_many"]
 
 
 class EventType(enum.StrEnum):
@@ -33,10 +33,18 @@ async def emit(
     tenant_ids: tuple[uuid.UUID, ...], event: EventType, payload: Mapping[str, str]
 ) -> None:
     """One outbox row per tenant told, sharing one event id so receivers can de-duplicate."""
-    event_id = str(uuid.uuid4())
+    await emit_many([(tenant_ids, event, payload)])
+
+
+async def emit_many(
+    events: list[tuple[tuple[uuid.UUID, ...], EventType, Mapping[str, str]]],
+) -> None:
+    """Several events in one insert (the worker's batches); each as `emit` writes it."""
     now = datetime.now(UTC)
-    for tenant_id in tenant_ids:
-        await OutboxEvent.insert(
+    rows = []
+    for tenant_ids, event, payload in events:
+        event_id = str(uuid.uuid4())
+        rows += [
             OutboxEvent(
                 id=uuid.uuid4(),
                 tenant_id=tenant_id,
@@ -44,4 +52,7 @@ async def emit(
                 payload={"event_id": event_id, **payload},
                 created_at=now,
             )
-        )
+            for tenant_id in tenant_ids
+        ]
+    if rows:
+        await OutboxEvent.insert(*rows)
