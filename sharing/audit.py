@@ -85,6 +85,7 @@ class AuditAction(enum.StrEnum):
     TOKEN_INTROSPECTED = "token:introspected"
     TOKEN_REJECTED = "token:rejected"
     SIGNING_KEY_ROTATED = "key:signing_rotated"
+    AUDIT_KEY_ROTATED = "key:audit_rotated"
     SCHEDULE_CHANGED = "schedule:changed"
     RULES_CHANGED = "rules:changed"
     HANDOFF_CREATED = "handoff:created"
@@ -103,6 +104,11 @@ class AuditAction(enum.StrEnum):
     BREAK_GLASS = "document:break_glass"
     NOTES_POSTED = "notes:posted"
     CREDENTIAL_ROTATED = "credential:rotated"
+    WEBHOOK_CREATED = "webhook:created"
+    WEBHOOK_UPDATED = "webhook:updated"
+    WEBHOOK_DELETED = "webhook:deleted"
+    WEBHOOK_SECRET_ROTATED = "webhook:secret_rotated"
+    WEBHOOK_REDELIVERED = "webhook:redelivered"
 
 
 class Outcome(enum.StrEnum):
@@ -201,7 +207,7 @@ async def record(
 async def _append(tenant_id: uuid.UUID, specs: list[EventSpec]) -> str:
     """Chain `specs` onto the tenant's chain, in order, in the current transaction."""
     last, prev_hash = await _advance_head(tenant_id, len(specs))
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     for seq, spec in enumerate(specs, start=last - len(specs) + 1):
         event: dict[str, Any] = {
             "id": uuid.uuid4(),
@@ -223,10 +229,25 @@ async def _append(tenant_id: uuid.UUID, specs: list[EventSpec]) -> str:
             "prev_hash": prev_hash,
         }
         event["hash"] = prev_hash = event_hash(event)
-        rows.append(AuditEvent(**event))
-    await AuditEvent.insert(*rows)
+        event["context"] = msgspec.json.encode(event["context"]).decode()
+        rows.append(tuple(event[column] for column in _COLUMNS))
+    # Plain SQL: building Piccolo's insert costs more than the insert itself on the hot path.
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[start : start + _ROWS_PER_INSERT]
+        values = ", ".join([_ROW_PLACEHOLDERS] * len(chunk))
+        await AuditEvent.raw(_INSERT + values, *(value for row in chunk for value in row))
     await AuditHead.update({AuditHead.hash: prev_hash}).where(AuditHead.tenant_id == tenant_id)
     return prev_hash
+
+
+_INSERT = (
+    "INSERT INTO audit_events (id, tenant_id, seq, occurred_at, actor_type, actor_id,"
+    " actor_label, action, target_type, target_id, outcome, severity, reason, request_id,"
+    " source_address, context, prev_hash, hash) VALUES "
+)
+_COLUMNS = tuple(_INSERT.split("(", 1)[1].split(")", 1)[0].split(", "))
+_ROW_PLACEHOLDERS = "(" + ", ".join(["{}"] * len(_COLUMNS)) + ")"
+_ROWS_PER_INSERT = 1000  # 18,000 parameters: within SQLite's and PostgreSQL's limits
 
 
 async def append_events(specs: list[EventSpec]) -> None:

@@ -5,8 +5,10 @@ from pathlib import Path
 from piccolo.conf.apps import AppConfig
 
 from sharing.tables import (
+    AuditCheckpoint,
     AuditEvent,
     AuditHead,
+    AuditSigningKey,
     Client,
     Document,
     DocumentRevision,
@@ -37,6 +39,8 @@ APP_CONFIG = AppConfig(
         Partnership,
         AuditEvent,
         AuditHead,
+        AuditSigningKey,
+        AuditCheckpoint,
         Schedule,
         MspRuleSet,
         Handoff,

@@ -19,8 +19,10 @@ from piccolo.table import Table
 from tenants.tables import Tenant
 
 __all__ = [
+    "AuditCheckpoint",
     "AuditEvent",
     "AuditHead",
+    "AuditSigningKey",
     "Client",
     "Document",
     "DocumentRevision",
@@ -124,6 +126,32 @@ class AuditEvent(Table, tablename="audit_events"):
     context = JSON()
     prev_hash = Varchar(length=64)
     hash = Varchar(length=64)
+
+
+class AuditSigningKey(Table, tablename="audit_signing_keys"):
+    """A tenant's Ed25519 key for signing checkpoints of its chain. The public half is published
+    (and stays published after rotation); the private half is sealed under the tenant's key."""
+
+    id = UUID(primary_key=True)  # the key id named by every checkpoint it signs
+    tenant_id = ForeignKey(references=Tenant, on_delete=OnDelete.restrict)
+    public_key = Bytea()  # the raw 32 bytes
+    kek_version = Integer()
+    wrapped_dek = Bytea(secret=True)
+    private_sealed = Bytea(secret=True)
+    created_at = Timestamptz()
+    retired_at = Timestamptz(null=True, default=None)
+
+
+class AuditCheckpoint(Table, tablename="audit_checkpoints"):
+    """A signed tree head: the chain of `tenant_id` had `hash` at sequence number `seq`."""
+
+    id = UUID(primary_key=True)
+    tenant_id = ForeignKey(references=Tenant, on_delete=OnDelete.restrict)
+    seq = BigInt()
+    hash = Varchar(length=64)
+    signed_at = Timestamptz()
+    key_id = ForeignKey(references=AuditSigningKey, on_delete=OnDelete.restrict)
+    signature = Bytea()
 
 
 class AuditHead(Table, tablename="audit_heads"):
