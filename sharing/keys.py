@@ -20,7 +20,15 @@ from sharing.audit import AuditAction, Severity, record
 from sharing.documents import revision_context
 from sharing.partnerships import end_all_for_tenant
 from sharing.sealed import record_context
-from sharing.tables import DocumentRevision, Grant, Handoff, HandoffNote
+from sharing.tables import (
+    AuditSigningKey,
+    DocumentRevision,
+    Grant,
+    Handoff,
+    HandoffNote,
+    WebhookEndpoint,
+)
+from sharing.webhooks import disable_tenant_endpoints
 from tenants.db import write_transaction
 from tenants.keyring import KeyRing, KeyStatus
 from tenants.roles import PLATFORM_TENANT_ID, Actor
@@ -77,6 +85,16 @@ _SEALED_TABLES = (
     _SealedTable(
         HandoffNote, (), lambda tenant_id, row: record_context("note", tenant_id, row["id"])
     ),
+    _SealedTable(
+        WebhookEndpoint,
+        (),
+        lambda tenant_id, row: record_context("webhook", tenant_id, row["id"]),
+    ),
+    _SealedTable(
+        AuditSigningKey,
+        (),
+        lambda tenant_id, row: record_context("audit-key", tenant_id, row["id"]),
+    ),
 )
 
 
@@ -119,9 +137,12 @@ async def rotate_tenant_key(
                     context = sealed.context(tenant.id, row)
                     dek = await keyring.unwrap_dek(tenant.id, bytes(row["wrapped_dek"]), context)
                     wrapped = await keyring.wrap_dek(tenant.id, version, dek, context)
+                    # unless re-sealed meanwhile (a webhook secret rotated): then its key is new
                     await table.update(
                         {table.wrapped_dek: wrapped, table.kek_version: version}  # type: ignore[attr-defined]
-                    ).where(id_column == row["id"])
+                    ).where(
+                        (id_column == row["id"]) & (table.wrapped_dek == row["wrapped_dek"])  # type: ignore[attr-defined]
+                    )
             done += len(rows)
             if progress:
                 progress(done, max(total, done))
@@ -275,6 +296,7 @@ async def delete_tenant(keyring: KeyRing, tenant: TenantInfo, *, actor: Actor) -
         await ApiToken.update({ApiToken.revoked_at: now}).where(
             (ApiToken.tenant_id == tenant.id) & ApiToken.revoked_at.is_null()
         )
+        await disable_tenant_endpoints(tenant.id, now)  # their secrets cannot be opened again
         destroyed = (
             await TenantKey.update(
                 {TenantKey.wrapped_key: None, TenantKey.status: KeyStatus.DESTROYED}

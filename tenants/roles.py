@@ -59,6 +59,8 @@ class Permission(enum.StrEnum):
     CONTENT_WRITE = "content:write"
     CONTENT_READ = "content:read"
     HANDOFF_CREATE = "handoff:create"
+    WEBHOOK_MANAGE = "webhook:manage"
+    AUDIT_MANAGE = "audit:manage"  # retention; no token scope grants it
 
 
 _ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -78,7 +80,9 @@ _ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
 # Tokens never manage tokens or members: a leaked token cannot mint itself a successor.
 _SCOPE_PERMISSIONS: dict[TokenScope, frozenset[Permission]] = {
     TokenScope.READ: frozenset({Permission.TENANT_READ, Permission.CONTENT_READ}),
-    TokenScope.WRITE: frozenset({Permission.CONTENT_WRITE, Permission.PARTNERSHIP_MANAGE}),
+    TokenScope.WRITE: frozenset(
+        {Permission.CONTENT_WRITE, Permission.PARTNERSHIP_MANAGE, Permission.WEBHOOK_MANAGE}
+    ),
     TokenScope.HANDOFF: frozenset({Permission.HANDOFF_CREATE}),
     TokenScope.AUDIT: frozenset({Permission.AUDIT_READ}),
 }

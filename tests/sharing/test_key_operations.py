@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from policies.vocabulary import DocumentKind
-from sharing import documents, keys
+from sharing import checkpoints, documents, keys, webhooks
+from sharing.audit import AuditAction, record
 from sharing.documents import Content, _seal
-from sharing.tables import AuditEvent, Document, DocumentRevision
+from sharing.sealed import open_text
+from sharing.tables import AuditEvent, Document, DocumentRevision, WebhookEndpoint
 from tenants.errors import NotFound
 from tenants.keyring import IntegrityFailure, KeyRing, KeysDestroyed, KeyStatus
 from tenants.roles import Actor, ActorKind
@@ -136,7 +138,34 @@ async def test_writes_during_and_after_rotation_use_the_new_version(db) -> None:
     tenant = await make_tenant()
     keyring = _keyring()
     await _bulk_documents(keyring, tenant, 3)
-    await keys.rotate_tenant_key(keyring, tenant, actor=_actor(tenant), batch_size=2)
+    hook = await webhooks.create_endpoint(
+        _actor(tenant),
+        keyring,
+        url="https://8.8.8.8/hook",
+        events=["grant.created"],
+    )
+    signed = await checkpoints.sign_checkpoint(keyring, tenant.id, datetime.now(UTC))
+    assert signed is not None
+    report = await keys.rotate_tenant_key(keyring, tenant, actor=_actor(tenant), batch_size=2)
+    assert (report.rewrapped, report.retired_versions) == (5, [1])
+    # the audit signing key was re-wrapped as well: the next checkpoint is signed with it
+    await record(tenant.id, AuditAction.RULES_CHANGED, actor=_actor(tenant))
+    later = await checkpoints.sign_checkpoint(KeyRing(keyring._root), tenant.id, datetime.now(UTC))
+    assert later is not None and later.key_id == signed.key_id and later.seq > signed.seq
+    # the webhook's signing secret was re-wrapped too, and still opens
+    row = await WebhookEndpoint.select().where(WebhookEndpoint.id == hook.endpoint.id).first()
+    assert row["kek_version"] == 2
+    assert (
+        await open_text(
+            KeyRing(keyring._root),
+            tenant.id,
+            "webhook",
+            row["id"],
+            bytes(row["wrapped_dek"]),
+            bytes(row["secret_sealed"]),
+        )
+        == hook.secret
+    )
     made = await documents.create_document(
         _actor(tenant), keyring, kind=DocumentKind.SOP, content=Content("After", "after")
     )
