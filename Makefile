@@ -23,7 +23,7 @@ dev: $(VENV)/.dev-installed
 run: install
 	$(SG) init
 	$(SG) demo
-	$(SG) serve
+	$(SG) serve --with-worker
 
 migrate: install
 	$(SG) migrate

@@ -48,7 +48,9 @@ _STATUS = {
 def wants_html(request: Request[Any, Any, Any]) -> bool:
     """Portal pages answer errors in HTML; the API, OAuth and health endpoints in problem JSON."""
     path = request.url.path
-    return not path.startswith(("/api/", "/oauth/", "/.well-known/", "/healthz", "/readyz"))
+    return not path.startswith(
+        ("/api/", "/oauth/", "/.well-known/", "/healthz", "/readyz", "/metrics")
+    )
 
 
 def problem_response(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -45,10 +46,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     access_token_seconds: int = 600
     token_rate_per_client: int = 60
     token_rate_per_address: int = 120
+    run_worker: bool = False
     worker_max_sleep_seconds: float = 1.0
     webhook_timeout_seconds: float = 10.0
     webhook_allow_private: bool = False
     metrics_token: str | None = None
+    audit_checkpoint_events: int = 1000
+    audit_checkpoint_seconds: float = 60.0
 
     @property
     def secure_cookies(self) -> bool:
@@ -68,6 +72,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def api_audience(self) -> str:
         """The `aud` of every access token: the partner API's resource identifier."""
         return f"{self.issuer}/api/v1/partner"
+
+    @property
+    def webhook_lease(self) -> timedelta:
+        """How long a worker holds a delivery it posts: past the timeout, with room to record."""
+        return timedelta(seconds=2 * self.webhook_timeout_seconds + 5)
 
     @property
     def database_kind(self) -> Literal["sqlite", "postgres"]:
@@ -148,6 +157,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError("SHIFTGATE_LOGIN_WINDOW_SECONDS: expected a whole number above 0")
         if not 0.05 <= self.worker_max_sleep_seconds <= 60:
             raise SettingsError("SHIFTGATE_WORKER_MAX_SLEEP_SECONDS: expected 0.05 to 60 seconds")
+        if self.audit_checkpoint_events < 1:
+            raise SettingsError(
+                "SHIFTGATE_AUDIT_CHECKPOINT_EVENTS: expected a whole number above 0"
+            )
+        if not 1 <= self.audit_checkpoint_seconds <= 86400:
+            raise SettingsError("SHIFTGATE_AUDIT_CHECKPOINT_SECONDS: expected 1 to 86400 seconds")
         if not 0.1 <= self.webhook_timeout_seconds <= 60:
             raise SettingsError("SHIFTGATE_WEBHOOK_TIMEOUT_SECONDS: expected 0.1 to 60 seconds")
 
@@ -188,17 +203,23 @@ def _parse(env_name: str, field: str, raw: str) -> object:
         "access_token_seconds",
         "token_rate_per_client",
         "token_rate_per_address",
+        "audit_checkpoint_events",
     }:
         try:
             return int(raw)
         except ValueError:
             raise SettingsError(f"{env_name}: expected a whole number, got {raw!r}") from None
-    if field in {"session_hours", "worker_max_sleep_seconds", "webhook_timeout_seconds"}:
+    if field in {
+        "session_hours",
+        "worker_max_sleep_seconds",
+        "webhook_timeout_seconds",
+        "audit_checkpoint_seconds",
+    }:
         try:
             return float(raw)
         except ValueError:
             raise SettingsError(f"{env_name}: expected a number, got {raw!r}") from None
-    if field == "webhook_allow_private":
+    if field in {"webhook_allow_private", "run_worker"}:
         if raw.lower() not in _BOOLEANS:
             raise SettingsError(f"{env_name}: expected true or false, got {raw!r}")
         return _BOOLEANS[raw.lower()]

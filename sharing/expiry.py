@@ -118,6 +118,15 @@ def _uuid(value: Any) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    noc_tenant_id: uuid.UUID
+    handoff_id: uuid.UUID
+    ends_at: datetime
+
+
 async def _apply(transition: Transition, now: datetime, limit: int) -> int:
     """Claim up to `limit` due grants and write everything the transition owes, in one go."""
     async with write_transaction():
@@ -125,35 +134,35 @@ async def _apply(transition: Transition, now: datetime, limit: int) -> int:
         if not rows:
             return 0
         grants = [
-            {
-                "id": _uuid(row["id"]),
-                "tenant_id": _uuid(row["tenant_id"]),
-                "noc_tenant_id": _uuid(row["noc_tenant_id"]),
-                "handoff_id": _uuid(row["handoff_id"]),
-                "ends_at": _utc(row["ends_at"]),
-            }
+            _Claimed(
+                id=_uuid(row["id"]),
+                tenant_id=_uuid(row["tenant_id"]),
+                noc_tenant_id=_uuid(row["noc_tenant_id"]),
+                handoff_id=_uuid(row["handoff_id"]),
+                ends_at=_utc(row["ends_at"]),
+            )
             for row in rows
         ]
         references = {
             row["id"]: row["psa_reference"]
             for row in await Handoff.select(Handoff.id, Handoff.psa_reference).where(
-                Handoff.id.is_in([grant["handoff_id"] for grant in grants])
+                Handoff.id.is_in([grant.handoff_id for grant in grants])
             )
         }
         revoked: dict[uuid.UUID, int] = {}
         if transition is Transition.EXPIRE:
-            revoked = await _revoke_tokens([grant["id"] for grant in grants], now)
+            revoked = await _revoke_tokens([grant.id for grant in grants], now)
         specs: list[EventSpec] = []
         events: list[tuple[tuple[uuid.UUID, ...], EventType, Mapping[str, str]]] = []
         action = _AUDIT[transition]
         for grant in grants:
             context = {
-                "grant_id": str(grant["id"]),
-                "psa_reference": references[grant["handoff_id"]],
-                "ends_at": grant["ends_at"].isoformat(),
+                "grant_id": str(grant.id),
+                "psa_reference": references[grant.handoff_id],
+                "ends_at": grant.ends_at.isoformat(),
             }
             if transition is Transition.EXPIRE:
-                context["tokens_revoked"] = str(revoked.get(grant["id"], 0))
+                context["tokens_revoked"] = str(revoked.get(grant.id, 0))
             if action is not None:
                 specs += [
                     EventSpec(
@@ -161,16 +170,14 @@ async def _apply(transition: Transition, now: datetime, limit: int) -> int:
                         action=action,
                         actor=WORKER,
                         target_type="grant",
-                        target_id=grant["id"],
+                        target_id=grant.id,
                         severity=Severity.INFO,
                         context=context,
                         at=now,
                     )
-                    for chain in (grant["tenant_id"], grant["noc_tenant_id"])
+                    for chain in (grant.tenant_id, grant.noc_tenant_id)
                 ]
-            events.append(
-                ((grant["tenant_id"], grant["noc_tenant_id"]), _EVENTS[transition], context)
-            )
+            events.append(((grant.tenant_id, grant.noc_tenant_id), _EVENTS[transition], context))
         if specs:
             await append_events(specs)
         await emit_many(events)
@@ -220,7 +227,9 @@ async def next_due() -> datetime | None:
     candidates = [
         await _earliest(Grant.starts_at, Grant.status == "scheduled"),
         await _earliest(Grant.ends_at, _live()),
-        await _earliest(Grant.warn_at, Grant.warned_at.is_null() & _live()),
+        await _earliest(
+            Grant.warn_at, Grant.warn_at.is_not_null() & Grant.warned_at.is_null() & _live()
+        ),
     ]
     due = [moment for moment in candidates if moment is not None]
     return min(due) if due else None

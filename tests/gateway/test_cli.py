@@ -621,3 +621,37 @@ def test_postgresql_refusing_the_connection_is_one_line(sg: Shiftgate, url: str,
     line = sg("audit", "verify", "--tenant", "northwind", DATABASE_URL=url).error_line()
     assert line.startswith("shiftgate: cannot connect to the database")
     assert says in line
+
+
+def test_worker_once_does_what_is_due_and_exits(sg: Shiftgate) -> None:
+    facts = _demo_facts(sg)
+    with contextlib.closing(sqlite3.connect(sg.db_path)) as connection:
+        connection.execute(
+            "UPDATE grants SET ends_at = '2000-01-01 00:00:00+00:00' WHERE id = ?",
+            (facts["grant_id"],),
+        )
+        connection.commit()
+    run = sg.ok("worker", "--once")
+    assert run.stdout.startswith("grants: 1 expired, 0 activated, 0 warned"), run.stdout
+    assert sg.query("SELECT status FROM grants WHERE id = ?", facts["grant_id"]) == [("expired",)]
+    assert sg.count("audit_events", "action = 'grant:expired'") == 2  # the MSP's and the NOC's
+    assert sg.ok("worker", "--once").stdout.startswith("grants: 0 expired")
+
+
+def test_worker_with_a_bad_setting_is_one_line(sg: Shiftgate) -> None:
+    sg.ok("init")
+    line = sg("worker", "--once", SHIFTGATE_WORKER_MAX_SLEEP_SECONDS="soon").error_line()
+    assert "SHIFTGATE_WORKER_MAX_SLEEP_SECONDS" in line
+
+
+def test_audit_archive_refuses_what_the_retention_keeps(sg: Shiftgate, tmp_path: Path) -> None:
+    facts = _demo_facts(sg)
+    out = tmp_path / "archive.jsonl"
+    slug = facts["msp"]["slug"]
+    before = sg.count("audit_events")
+    line = sg("audit", "archive", "--tenant", slug, "--month", "2026-13", "--out", str(out))
+    assert "is not a month" in line.error_line()
+    line = sg("audit", "archive", "--tenant", slug, "--month", "2025-10", "--out", str(out))
+    assert "keeps its audit log forever" in line.error_line()
+    assert not out.exists()
+    assert sg.count("audit_events") == before

@@ -281,6 +281,19 @@ async def test_concurrent_workers_process_each_transition_exactly_once(
         assert (await verify_chain(tenant.id)).ok
 
 
+async def test_next_due_skips_grants_without_a_warning(
+    http: AppClient, sides: tuple[MspSide, NocSide], clock: ManualClock
+) -> None:
+    msp, noc = sides
+    rules = (await http.get("/api/v1/rules", headers=msp.headers)).json()
+    response = await http.put(
+        "/api/v1/rules", json={**rules, "expiry_warning_minutes": 0}, headers=msp.headers
+    )
+    assert response.status_code == 200, response.text
+    grant = (await hand_off(http, msp, noc))["grant"]
+    assert await expiry.next_due() == (await _grant(grant["id"]))["ends_at"]
+
+
 async def test_next_due_is_the_earliest_start_end_or_warning(
     http: AppClient, sides: tuple[MspSide, NocSide], clock: ManualClock
 ) -> None:
