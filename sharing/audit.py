@@ -86,6 +86,9 @@ class AuditAction(enum.StrEnum):
     TOKEN_REJECTED = "token:rejected"
     SIGNING_KEY_ROTATED = "key:signing_rotated"
     AUDIT_KEY_ROTATED = "key:audit_rotated"
+    AUDIT_EXPORTED = "audit:exported"
+    AUDIT_RETENTION_CHANGED = "audit:retention_changed"
+    AUDIT_ARCHIVED = "audit:archived"
     SCHEDULE_CHANGED = "schedule:changed"
     RULES_CHANGED = "rules:changed"
     HANDOFF_CREATED = "handoff:created"
@@ -375,10 +378,21 @@ async def _events(tenant_id: uuid.UUID, batch: int = 1000) -> AsyncIterator[dict
 
 
 async def verify_chain(tenant_id: uuid.UUID) -> ChainReport:
-    """Recompute every hash of the tenant's chain in the database; report the first broken link."""
+    """Recompute every hash of the tenant's chain in the database; report the first broken link.
+
+    A chain whose oldest months were archived starts later: its first event must then link to
+    a signed checkpoint of the last archived one (see `checkpoints.archive_anchor`).
+    """
     expected_prev, expected_seq, verified = GENESIS_HASH, 1, 0
     async for row in _events(tenant_id):
         seq = row["seq"]
+        if verified == 0 and seq > 1:
+            from sharing.checkpoints import archive_anchor
+
+            anchor = await archive_anchor(tenant_id, seq - 1)
+            if anchor is None:
+                return ChainReport(0, 1, "events before this one are missing (no signed cut)")
+            expected_prev, expected_seq = anchor, seq
         if seq != expected_seq:
             return ChainReport(verified, expected_seq, f"event {expected_seq} is missing")
         if row["prev_hash"] != expected_prev:
@@ -387,6 +401,6 @@ async def verify_chain(tenant_id: uuid.UUID) -> ChainReport:
             return ChainReport(verified, seq, "its contents do not match its hash (altered)")
         expected_prev, expected_seq, verified = row["hash"], seq + 1, verified + 1
     head = await AuditHead.select().where(AuditHead.tenant_id == tenant_id).first()
-    if head is not None and (head["seq"] != verified or head["hash"] != expected_prev):
-        return ChainReport(verified, verified + 1, "events after this one are missing (cut)")
+    if head is not None and (head["seq"] != expected_seq - 1 or head["hash"] != expected_prev):
+        return ChainReport(verified, expected_seq, "events from this one on are missing (cut)")
     return ChainReport(verified)
