@@ -15,12 +15,26 @@ from datetime import UTC, datetime
 
 from piccolo.engine.postgres import PostgresEngine
 
+from sharing.audit import AuditAction, RequestMeta, Severity, record
 from sharing.tables import AuditEvent
 from tenants.db import write_transaction
+from tenants.errors import Invalid
+from tenants.roles import Actor, Permission
+from tenants.tables import Tenant
 
-__all__ = ["archiving", "ensure_partitions", "partition_name"]
+__all__ = [
+    "MAX_RETENTION_MONTHS",
+    "archiving",
+    "ensure_partitions",
+    "get_retention",
+    "partition_name",
+    "set_retention",
+]
+
+MAX_RETENTION_MONTHS = 1200
 
 _log = logging.getLogger("shiftgate.audit")
+_NO_REQUEST = RequestMeta()
 _ready: set[str] = set()  # partitions this process has seen, so a pass costs nothing
 
 
@@ -92,3 +106,33 @@ async def ensure_partitions(now: datetime, *, months_ahead: int = 2) -> list[str
             _ready.add(name)
         year, month = upper
     return created
+
+
+async def get_retention(actor: Actor) -> int | None:
+    """Months of audit events the tenant keeps in the database; None: forever (the default)."""
+    tenant_id = actor.require(Permission.AUDIT_READ)
+    row = await Tenant.select(Tenant.audit_retention_months).where(Tenant.id == tenant_id).first()
+    return None if row is None else row["audit_retention_months"]
+
+
+async def set_retention(
+    actor: Actor, months: int | None, *, request: RequestMeta = _NO_REQUEST
+) -> int | None:
+    """Keep `months` months of events (1 to 1200), or None for ever. Older months may then be
+    archived; nothing is removed by this call."""
+    tenant_id = actor.require(Permission.AUDIT_MANAGE)
+    if months is not None and not 1 <= months <= MAX_RETENTION_MONTHS:
+        raise Invalid(f"months must be 1 to {MAX_RETENTION_MONTHS}, or null", code="months")
+    async with write_transaction():
+        await Tenant.update({Tenant.audit_retention_months: months}).where(Tenant.id == tenant_id)
+        await record(
+            tenant_id,
+            AuditAction.AUDIT_RETENTION_CHANGED,
+            actor=actor,
+            target_type="tenant",
+            target_id=tenant_id,
+            severity=Severity.WARNING,
+            request=request,
+            context={"months": "forever" if months is None else str(months)},
+        )
+    return months

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from sharing.audit import AuditAction, Severity, record
 from sharing.sealed import open_text, seal_text
-from sharing.tables import AuditCheckpoint, AuditHead, AuditSigningKey
+from sharing.tables import AuditCheckpoint, AuditEvent, AuditHead, AuditSigningKey
 from tenants.db import write_transaction
 from tenants.keyring import KeyRing
 from tenants.roles import Actor
@@ -30,13 +30,16 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "CheckpointView",
     "PublicKeyView",
+    "archive_anchor",
     "checkpoint_message",
     "checkpoints_between",
     "latest_checkpoint",
     "public_keys",
+    "recent_checkpoints",
     "rotate_audit_key",
     "run_checkpoints",
     "sign_checkpoint",
+    "sign_checkpoint_at",
     "verify_checkpoint",
 ]
 
@@ -264,14 +267,20 @@ async def _due() -> list[_Due]:
     return found
 
 
-async def latest_checkpoint(tenant_id: uuid.UUID) -> CheckpointView | None:
-    row = (
+async def recent_checkpoints(tenant_id: uuid.UUID, limit: int) -> list[CheckpointView]:
+    """The tenant's newest `limit` checkpoints, newest first."""
+    rows = (
         await AuditCheckpoint.select()
         .where(AuditCheckpoint.tenant_id == tenant_id)
         .order_by(AuditCheckpoint.seq, ascending=False)
-        .first()
+        .limit(limit)
     )
-    return None if row is None else _view(row)
+    return [_view(row) for row in rows]
+
+
+async def latest_checkpoint(tenant_id: uuid.UUID) -> CheckpointView | None:
+    newest = await recent_checkpoints(tenant_id, 1)
+    return newest[0] if newest else None
 
 
 async def checkpoints_between(tenant_id: uuid.UUID, first: int, last: int) -> list[CheckpointView]:
@@ -333,3 +342,66 @@ async def rotate_audit_key(
             severity=Severity.WARNING,
         )
     return key_id
+
+
+async def archive_anchor(tenant_id: uuid.UUID, seq: int) -> str | None:
+    """The chain hash at `seq` if a checkpoint there was signed by one of the tenant's keys: the
+    start of a chain whose events up to `seq` were archived. None if no valid checkpoint."""
+    row = (
+        await AuditCheckpoint.select()
+        .where((AuditCheckpoint.tenant_id == tenant_id) & (AuditCheckpoint.seq == seq))
+        .first()
+    )
+    if row is None:
+        return None
+    key = (
+        await AuditSigningKey.select(AuditSigningKey.public_key)
+        .where((AuditSigningKey.id == row["key_id"]) & (AuditSigningKey.tenant_id == tenant_id))
+        .first()
+    )
+    if key is None or not verify_checkpoint(bytes(key["public_key"]), _view(row)):
+        return None
+    return str(row["hash"])
+
+
+async def sign_checkpoint_at(
+    keyring: KeyRing, tenant_id: uuid.UUID, seq: int, now: datetime
+) -> CheckpointView:
+    """A checkpoint at an earlier point of the chain (where an archive cuts it), after checking
+    that the chain up to there is intact: a signature must never cover a broken chain."""
+    from sharing.audit import verify_chain
+
+    async with write_transaction():
+        report = await verify_chain(tenant_id)
+        if report.broken_at is not None and report.broken_at <= seq:
+            raise ValueError(f"the chain is broken at event {report.broken_at}: {report.problem}")
+        existing = (
+            await AuditCheckpoint.select()
+            .where((AuditCheckpoint.tenant_id == tenant_id) & (AuditCheckpoint.seq == seq))
+            .first()
+        )
+        if existing is not None:
+            return _view(existing)
+        event = (
+            await AuditEvent.select(AuditEvent.hash)
+            .where((AuditEvent.tenant_id == tenant_id) & (AuditEvent.seq == seq))
+            .first()
+        )
+        if event is None:
+            raise ValueError(f"event {seq} is not in the database")
+        key_id, private = await _signing_key(keyring, tenant_id, now)
+        signed_at = _utc_text(now)
+        signature = private.sign(checkpoint_message(tenant_id, seq, event["hash"], signed_at))
+        row = AuditCheckpoint(
+            id=uuid.uuid4(),
+            tenant_id=tenant_id,
+            seq=seq,
+            hash=event["hash"],
+            signed_at=now,
+            key_id=key_id,
+            signature=signature,
+        )
+        await AuditCheckpoint.insert(row)
+        stored = await AuditCheckpoint.select().where(AuditCheckpoint.id == row.id).first()
+        assert stored is not None
+        return _view(stored)

@@ -38,6 +38,9 @@ class Tenant(Table, tablename="tenants"):
     time_zone = Varchar(length=64)
     created_at = Timestamptz()
     deleted_at = Timestamptz(null=True, default=None)
+    # Months of audit events kept in the database; None keeps them forever. Older months may
+    # be archived (exported, verified, then removed): `shiftgate audit archive`.
+    audit_retention_months = Integer(null=True, default=None)
 
 
 class User(Table, tablename="users"):

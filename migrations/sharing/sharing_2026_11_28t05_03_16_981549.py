@@ -78,9 +78,7 @@ DESCRIPTION = "True"
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="sharing", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="sharing", description=DESCRIPTION)
 
     manager.add_table(
         class_name="WebhookAttempt",
