@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,12 +26,17 @@ from litestar.template.config import TemplateConfig
 from redis.asyncio import Redis
 
 from gateway.api.account import AccountController, TokenController
+from gateway.api.audit import AuditController
+from gateway.api.audit_chain import AuditRetentionController, audit_checkpoints, audit_keys
+from gateway.api.audit_export import AuditExportController
 from gateway.api.content import ClientController, DocumentController
 from gateway.api.handoffs import HandoffController, PolicyController
 from gateway.api.health import healthz, readyz
+from gateway.api.metrics import metrics_endpoint
 from gateway.api.oauth_clients import OAuthClientController
 from gateway.api.partner import PartnerController
 from gateway.api.partnerships import PartnershipController
+from gateway.api.webhooks import WebhookController
 from gateway.auth import (
     SESSION_COOKIE,
     SESSION_STORE,
@@ -54,7 +61,7 @@ from tenants.keyring import KeyRing
 from tenants.root_key import EnvRootKey, FileRootKey, RootKeyProvider, derive_secret
 from tenants.signing import TokenSigner
 
-__all__ = ["create_app", "create_app_from_env", "root_key_provider"]
+__all__ = ["create_app", "create_app_from_env", "root_key_provider", "tune_garbage_collector"]
 
 _PORTAL = Path(__file__).parent / "portal"
 _MAX_REQUEST_BYTES = 2 * 1024 * 1024  # a 1 MiB document body, JSON-escaped, fits
@@ -74,6 +81,24 @@ class _ThrottleReadCounter:
 
     async def hit(self, grant_id: uuid.UUID) -> int:
         return await self._throttle.hit(f"grant-reads:{grant_id}", 60)
+
+
+@asynccontextmanager
+async def _worker_task(settings: Settings, clock: Clock, keyring: KeyRing) -> AsyncIterator[None]:
+    """The worker loop beside the app when `run_worker` is set; stopped before the database."""
+    if not settings.run_worker:
+        yield
+        return
+    from gateway.worker import running_worker
+
+    async with running_worker(settings, clock=clock, keyring=keyring) as worker:
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            await task
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
@@ -102,7 +127,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await open_database(engine)
         try:
-            yield
+            async with _worker_task(settings, clock, keyring):
+                yield
         finally:
             await audit_appender.close()
             await close_database(engine)
@@ -141,6 +167,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             OAuthClientController,
             PolicyController,
             HandoffController,
+            WebhookController,
+            AuditController,
+            audit_checkpoints,
+            AuditRetentionController,
+            AuditExportController,
         ],
         dependencies={
             "actor": Provide(api_actor),
@@ -164,6 +195,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
         route_handlers=[
             healthz,
             readyz,
+            metrics_endpoint,
             api,
             partner_api,
             token_endpoint,
@@ -171,6 +203,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             introspection_endpoint,
             authorization_server_metadata,
             jwks,
+            audit_keys,
             PortalController,
             create_static_files_router(
                 path="/static", directories=[_PORTAL / "static"], include_in_schema=False
@@ -229,4 +262,14 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
 
 def create_app_from_env() -> Litestar:
     """Factory for `uvicorn --factory` and `shiftgate serve` with several workers."""
-    return create_app(Settings.from_env())
+    app = create_app(Settings.from_env())
+    tune_garbage_collector()
+    return app
+
+
+def tune_garbage_collector() -> None:
+    """For a serving process: what start-up built lives as long as the process, so keep it out
+    of every collection, and collect less often (each request makes many short-lived objects).
+    Not for tests, which build many apps in one process."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)

@@ -1,4 +1,4 @@
-"""The `shiftgate` command: serve, init, migrate, demo, create-tenant, create-user, audit verify.
+"""The `shiftgate` command: serve, worker, init, migrate, demo, tenants, users, audit, keys.
 
 Every failure is one line on stderr and a non-zero exit status.
 """
@@ -16,6 +16,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, NoReturn
+
+import msgspec
 
 from gateway.settings import Settings, SettingsError
 
@@ -86,13 +88,21 @@ def _cmd_migrate(args: argparse.Namespace) -> None:
     _run_migrations(_settings())
 
 
-def _cmd_serve(args: argparse.Namespace) -> None:
+def _configure_logging(settings: Settings) -> None:
     import logging
 
+    logging.basicConfig(level=settings.log_level.upper())
+    logging.getLogger("piccolo").setLevel(logging.WARNING)  # it announces every engine at INFO
+
+
+def _cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     settings = _settings()
-    logging.basicConfig(level=settings.log_level.upper())
+    if args.with_worker:
+        os.environ["SHIFTGATE_RUN_WORKER"] = "true"  # for every process `--workers` starts
+        settings = msgspec.structs.replace(settings, run_worker=True)
+    _configure_logging(settings)
     host = args.host or settings.host
     port = args.port or settings.port
     if args.workers > 1 and not settings.redis_url:
@@ -111,15 +121,48 @@ def _cmd_serve(args: argparse.Namespace) -> None:
             proxy_headers=False,
         )
         return
-    from gateway.app import create_app
+    from gateway.app import create_app, tune_garbage_collector
 
+    app = create_app(settings)
+    tune_garbage_collector()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
         proxy_headers=False,
     )
+
+
+def _cmd_worker(args: argparse.Namespace) -> None:
+    import signal
+
+    from gateway.worker import running_worker
+    from sharing.clock import DatabaseClock
+
+    settings = _settings()
+    _configure_logging(settings)
+
+    async def work() -> None:
+        keyring = _keyring(settings)
+        async with running_worker(settings, clock=DatabaseClock(), keyring=keyring) as worker:
+            if args.once:
+                report = await worker.run_once()
+                print(
+                    f"grants: {report.transitions.expired} expired, "
+                    f"{report.transitions.activated} activated, {report.transitions.warned} "
+                    f"warned; events dispatched: {report.dispatched}; webhooks delivered: "
+                    f"{report.deliveries.delivered}, failed attempts: {report.deliveries.failed}; "
+                    f"checkpoints signed: {report.checkpoints}"
+                )
+                return
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, stop.set)
+            await worker.run(stop)
+
+    asyncio.run(_with_database(settings, work))
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
@@ -213,6 +256,192 @@ def _cmd_audit_verify(args: argparse.Namespace) -> None:
     )
 
 
+def _cmd_audit_archive(args: argparse.Namespace) -> None:
+    from datetime import date
+
+    from sharing.audit_archive import archive_month
+    from sharing.clock import DatabaseClock
+
+    try:
+        year, month = (int(part) for part in args.month.split("-"))
+        first_day = date(year, month, 1)
+    except ValueError:
+        raise CLIError(f"--month {args.month!r} is not a month: write e.g. 2025-10") from None
+    out = Path(args.out)
+    if out.exists():
+        raise CLIError(f"{out} exists already: archives are never overwritten")
+    settings = _settings()
+
+    async def work() -> Any:
+        tenant, actor = await _tenant_actor(args.tenant, "cli audit archive")
+        return await archive_month(
+            _keyring(settings),
+            tenant.id,
+            first_day,
+            out,
+            actor=actor,
+            now=await DatabaseClock().now(),
+        )
+
+    try:
+        report = asyncio.run(_with_database(settings, work))
+    except BaseException:
+        out.unlink(missing_ok=True)  # nothing was removed: do not leave a half-written file
+        raise
+    dropped = "; its month partition was dropped" if report.partition_dropped else ""
+    print(
+        f"archived {_count(report.events, 'event')} of {args.tenant} up to {report.month} "
+        f"(seq {report.from_seq} to {report.to_seq}) to {out}, sha256 {report.sha256}{dropped}"
+    )
+
+
+def _instant(option: str, text: str | None) -> Any:
+    """An ISO 8601 time with a UTC offset, or None."""
+    from datetime import datetime
+
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise CLIError(
+            f"{option} {text!r} is not an ISO 8601 time, e.g. 2026-12-01T00:00:00Z"
+        ) from None
+    if moment.utcoffset() is None:
+        raise CLIError(f"{option} {text!r} has no UTC offset: write e.g. 2026-12-01T00:00:00Z")
+    return moment
+
+
+class _ExportSink:
+    """Where an export goes: standard output, or a file written beside its final name and
+    moved there only once complete (an export that fails half-way leaves no file behind)."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self._final: Path | None = None
+        self._partial: Path | None = None
+        if target == "-":
+            self._stream: Any = sys.stdout.buffer
+            return
+        path = Path(target)
+        if path.is_dir():
+            raise CLIError(f"cannot write {target}: it is a directory")
+        if path.exists() and not path.is_file():  # a device or a pipe: write it directly
+            self._stream = self._open(path)
+            return
+        self._final, self._partial = path, path.with_name(path.name + ".partial")
+        self._stream = self._open(self._partial)
+
+    def _open(self, path: Path) -> Any:
+        try:
+            return path.open("wb")
+        except OSError as exc:
+            raise CLIError(f"cannot write {self.target}: {exc.strerror or exc}") from None
+
+    def write(self, chunk: bytes) -> None:
+        try:
+            self._stream.write(chunk)
+        except OSError as exc:
+            raise CLIError(f"cannot write {self.target}: {exc.strerror or exc}") from None
+
+    def finish(self) -> None:
+        try:
+            self._stream.flush()
+            if self._final is None:
+                return
+            self._stream.close()
+            assert self._partial is not None
+            os.replace(self._partial, self._final)
+        except OSError as exc:
+            raise CLIError(f"cannot write {self.target}: {exc.strerror or exc}") from None
+
+    def abandon(self) -> None:
+        if self._partial is not None:
+            self._stream.close()
+            self._partial.unlink(missing_ok=True)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+def _cmd_audit_export(args: argparse.Namespace) -> None:
+    from sharing.audit_export import export_chunks, start_export
+    from sharing.clock import DatabaseClock
+
+    since, until = _instant("--since", args.since), _instant("--until", args.until)
+    if since is not None and until is not None and since >= until:
+        raise CLIError("--since must be before --until")
+    settings = _settings()
+    sink = _ExportSink(args.out)
+
+    async def work() -> Any:
+        _, actor = await _tenant_actor(args.tenant, "cli audit export")
+        plan = await start_export(
+            actor, _keyring(settings), since=since, until=until, now=await DatabaseClock().now()
+        )
+        async for chunk in export_chunks(plan):
+            sink.write(chunk)
+        return plan
+
+    try:
+        plan = asyncio.run(_with_database(settings, work))
+        sink.finish()
+    except BaseException:
+        sink.abandon()
+        raise
+    where = "standard output" if args.out == "-" else args.out
+    span = f"seq {plan.from_seq} to {plan.to_seq}" if plan.events else "none in the time range"
+    print(
+        f"exported {_count(plan.events, 'event')} of {args.tenant} ({span}) to {where}",
+        file=sys.stderr if args.out == "-" else sys.stdout,
+    )
+
+
+def _trusted_key(text: str) -> bytes:
+    import base64
+    import binascii
+
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise CLIError(
+            f"--trust-key {text!r} is not an Ed25519 public key (32 bytes, base64url), as "
+            "/.well-known/shiftgate-audit-keys/TENANT_ID lists them"
+        )
+    return raw
+
+
+def _cmd_audit_verify_export(args: argparse.Namespace) -> None:
+    """Needs no settings and no database: only the file."""
+    from sharing.audit_export import verify_export
+
+    trusted = None if args.trust_key is None else [_trusted_key(key) for key in args.trust_key]
+    try:
+        stream = sys.stdin.buffer if args.file == "-" else Path(args.file).open("rb")  # noqa: SIM115
+    except OSError as exc:
+        raise CLIError(f"cannot read {args.file}: {exc.strerror or exc}") from None
+    try:
+        with stream:
+            report = verify_export(stream, trusted_keys=trusted)
+    except OSError as exc:
+        raise CLIError(f"cannot read {args.file}: {exc.strerror or exc}") from None
+    if report.failure is not None:
+        raise CLIError(str(report.failure))
+    signers = ", ".join(
+        f"key {key.key_id} (Ed25519 {key.public_key}{'' if trusted is None else ', trusted'})"
+        for key in report.signers
+    )
+    span = f"seq {report.from_seq} to {report.to_seq}" if report.events_verified else "no events"
+    print(
+        f"verified {_count(report.events_verified, 'event')}, "
+        f"{_count(report.checkpoints_verified, 'checkpoint')}, "
+        f"signed by {signers or 'no key (nothing to sign)'}; tenant {report.tenant_id}, {span}"
+    )
+
+
 def _progress(label: str) -> Callable[..., None]:
     """A one-line progress bar on stderr (redrawn in place on a terminal)."""
     interactive = sys.stderr.isatty()
@@ -292,6 +521,22 @@ def _cmd_keys_rotate(args: argparse.Namespace) -> None:
     print(
         f"tenant {args.tenant}: key version {report.new_version} active, "
         f"{report.rewrapped} data keys re-wrapped, retired versions: {retired}"
+    )
+
+
+def _cmd_keys_rotate_audit(args: argparse.Namespace) -> None:
+    from sharing.checkpoints import rotate_audit_key
+
+    settings = _settings()
+
+    async def work() -> Any:
+        tenant, actor = await _tenant_actor(args.tenant, "cli keys rotate-audit")
+        return await rotate_audit_key(_keyring(settings), tenant.id, actor=actor)
+
+    key_id = asyncio.run(_with_database(settings, work))
+    print(
+        f"tenant {args.tenant}: audit key {key_id} signs new checkpoints; "
+        "the retired keys stay published for the checkpoints they signed"
     )
 
 
@@ -380,7 +625,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to bind (default SHIFTGATE_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default SHIFTGATE_PORT or 8000)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument(
+        "--with-worker",
+        action="store_true",
+        help="also run the worker in each process (as SHIFTGATE_RUN_WORKER=true does)",
+    )
     serve.set_defaults(run=_cmd_serve)
+
+    worker = commands.add_parser(
+        "worker", help="expire and activate grants on time, deliver webhooks (runs until stopped)"
+    )
+    worker.add_argument("--once", action="store_true", help="do what is due now, then exit")
+    worker.set_defaults(run=_cmd_worker)
 
     commands.add_parser(
         "init", help="create var/, the root key (mode 0600) and the database schema"
@@ -415,6 +671,34 @@ def _parser() -> argparse.ArgumentParser:
     verify = audit_commands.add_parser("verify", help="verify a tenant's hash chain")
     verify.add_argument("--tenant", required=True, help="the tenant's slug")
     verify.set_defaults(run=_cmd_audit_verify)
+    export = audit_commands.add_parser(
+        "export", help="export a tenant's audit events with their signed checkpoints (JSON Lines)"
+    )
+    export.add_argument("--tenant", required=True, help="the tenant's slug")
+    export.add_argument("--since", help="events at or after this time (ISO 8601 with offset)")
+    export.add_argument("--until", help="events before this time (ISO 8601 with offset)")
+    export.add_argument("--out", required=True, help="the file to write; - for standard output")
+    export.set_defaults(run=_cmd_audit_export)
+    verify_export = audit_commands.add_parser(
+        "verify-export", help="verify an export file offline (needs no database)"
+    )
+    verify_export.add_argument("file", help="the export file; - for standard input")
+    verify_export.add_argument(
+        "--trust-key",
+        action="append",
+        metavar="PUBLIC_KEY",
+        help="a published audit key of the tenant (base64url); checkpoints must be signed by "
+        "one of the keys given (repeat for several)",
+    )
+    verify_export.set_defaults(run=_cmd_audit_verify_export)
+    archive = audit_commands.add_parser(
+        "archive",
+        help="move a tenant's events up to a month past its retention into a verified file",
+    )
+    archive.add_argument("--tenant", required=True, help="the tenant's slug")
+    archive.add_argument("--month", required=True, help="the last month to archive, e.g. 2025-10")
+    archive.add_argument("--out", required=True, help="the archive file to write (must not exist)")
+    archive.set_defaults(run=_cmd_audit_archive)
     importer = commands.add_parser("import", help="import documents")
     import_kinds = importer.add_subparsers(dest="import_kind", required=True, metavar="FORMAT")
     markdown = import_kinds.add_parser(
@@ -438,6 +722,11 @@ def _parser() -> argparse.ArgumentParser:
     key_commands.add_parser(
         "rotate-signing", help="new access-token signing key (the old one stays published)"
     ).set_defaults(run=_cmd_keys_rotate_signing)
+    rotate_audit = key_commands.add_parser(
+        "rotate-audit", help="new audit checkpoint signing key for a tenant (old ones stay listed)"
+    )
+    rotate_audit.add_argument("--tenant", required=True, help="the tenant's slug")
+    rotate_audit.set_defaults(run=_cmd_keys_rotate_audit)
 
     delete = commands.add_parser(
         "delete-tenant", help="delete a tenant and destroy its keys (crypto-shredding)"
