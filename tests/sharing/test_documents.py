@@ -246,7 +246,8 @@ async def _raw_bytes(db, settings) -> bytes:
     try:
         dump = io.BytesIO()
         for table in ("documents", "document_revisions", "audit_events", "tenant_keys", "clients"):
-            await connection.copy_from_table(table, output=dump, format="binary")
+            # a query, not the table: COPY cannot read a partitioned table (audit_events) directly
+            await connection.copy_from_query(f"SELECT * FROM {table}", output=dump, format="binary")
         return dump.getvalue()
     finally:
         await connection.close()
