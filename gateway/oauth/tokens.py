@@ -30,6 +30,12 @@ __all__ = [
 MAX_TOKEN_BYTES = 4096
 LEEWAY_SECONDS = 30
 _FORBIDDEN_HEADERS = {"jwk", "jku", "x5u", "x5c", "crit"}
+# Tokens whose signature verified, by their exact text, with the key object that verified them: a
+# partner pulls many documents with one token, and an ES256 verification costs more than all the
+# other checks. The key is still looked up on every call, so a retired key fails at once, and a
+# hit counts only for that same key object; the claims are checked on every call.
+_VERIFIED: dict[str, tuple[object, dict[str, Any]]] = {}
+_VERIFIED_MAX = 4096
 
 
 class TokenInvalid(Exception):
@@ -90,11 +96,18 @@ async def verify_access_token(token: str, settings: Settings, signer: TokenSigne
     key = await signer.verification_key(kid) if isinstance(kid, str) else None
     if key is None:
         raise TokenInvalid("the token is signed by an unknown key")
-    try:
-        decoded = jwt.decode(token, key, algorithms=[SIGNING_ALG])
-    except (JoseError, ValueError) as exc:
-        raise TokenInvalid(f"the signature does not verify ({type(exc).__name__})") from None
-    claims: dict[str, Any] = dict(decoded.claims)
+    cached = _VERIFIED.get(token)
+    if cached is not None and cached[0] is key:
+        claims = dict(cached[1])
+    else:
+        try:
+            decoded = jwt.decode(token, key, algorithms=[SIGNING_ALG])
+        except (JoseError, ValueError) as exc:
+            raise TokenInvalid(f"the signature does not verify ({type(exc).__name__})") from None
+        claims = dict(decoded.claims)
+        if len(_VERIFIED) >= _VERIFIED_MAX:
+            del _VERIFIED[next(iter(_VERIFIED))]
+        _VERIFIED[token] = (key, dict(claims))
     now = time.time()
     required = ("iss", "aud", "exp", "iat", "jti", "client_id", "sub", TENANT_CLAIM)
     missing = [name for name in required if name not in claims]

@@ -2,7 +2,8 @@
 
 Runs `shiftgate serve` in a subprocess (SQLite default, or PostgreSQL + Redis in the
 `SHIFTGATE_TEST_BACKEND=postgres` pass), seeds the demo, and drives it with `wrk` (64
-connections, on the same two cores). Prints requests per second and p50/p99 latency of the read
+connections, on the same two cores; `SHIFTGATE_BENCH_WORKERS` sets the server's processes on
+PostgreSQL, 2 by default). Prints requests per second and p50/p99 latency of the read
 and of a bare `/healthz` from the same run. No timed assertion: figures only.
 """
 
@@ -58,7 +59,7 @@ def _wrk(url: str, headers: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture
-def server(tmp_path: Path, settings) -> Iterator[tuple[str, dict[str, str]]]:
+def server(tmp_path: Path, settings) -> Iterator[tuple[str, dict[str, str], str]]:
     if shutil.which("wrk") is None:
         pytest.skip("wrk is not installed (make bench installs it)")
     port = _free_port()
@@ -76,7 +77,7 @@ def server(tmp_path: Path, settings) -> Iterator[tuple[str, dict[str, str]]]:
         env["DATABASE_URL"] = settings.database_url.rsplit("/", 1)[0] + "/" + name
         env["REDIS_URL"] = settings.redis_url or ""
         env["SHIFTGATE_REDIS_NAMESPACE"] = f"bench-{secrets.token_hex(4)}"
-        workers = "2"
+        workers = os.environ.get("SHIFTGATE_BENCH_WORKERS", "2")
     else:
         env.pop("DATABASE_URL", None)
         env.pop("REDIS_URL", None)
@@ -101,7 +102,7 @@ def server(tmp_path: Path, settings) -> Iterator[tuple[str, dict[str, str]]]:
                 break
             except OSError:
                 time.sleep(0.1)
-        yield base, facts
+        yield base, facts, workers
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -120,7 +121,7 @@ async def _pg(url: str, sql: str) -> None:
 
 
 def test_partner_read_under_load(server, settings) -> None:
-    base, facts = server
+    base, facts, workers = server
     msp = {"Authorization": f"Bearer {facts['api_token']}", "Content-Type": "application/json"}
     body = json.dumps({"reads_per_minute": 1_000_000}).encode()
     request = urllib.request.Request(f"{base}/api/v1/rules", data=body, headers=msp, method="PUT")
@@ -143,11 +144,8 @@ def test_partner_read_under_load(server, settings) -> None:
     assert _call(url, headers=auth)["body"]  # a real, decrypted read
     read = _wrk(url, auth)
     health = _wrk(f"{base}/healthz", {})
-    where = (
-        "PostgreSQL + Redis, 2 workers"
-        if settings.database_kind == "postgres"
-        else "SQLite, 1 worker"
-    )
+    backend = "PostgreSQL + Redis" if settings.database_kind == "postgres" else "SQLite"
+    where = f"{backend}, {workers} worker{'s' if workers != '1' else ''}"
     print(f"\nhot path [{where}], {CONNECTIONS} connections, {DURATION} s:")
     print(
         f"  partner document read: {read['rps']} req/s, p50 {read['50%']}, p99 {read['99%']}, "

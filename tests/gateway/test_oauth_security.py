@@ -228,6 +228,22 @@ async def test_a_token_signed_by_another_key_is_refused(
     assert event["reason"] == "the token is signed by an unknown key"
 
 
+async def test_a_token_accepted_once_does_not_vouch_for_an_altered_copy(
+    http: GatewayClient, settings: Settings, noc: Noc
+) -> None:
+    """Verified signatures are remembered by the token's exact text: a copy with another payload
+    under the same signature is verified again, and refused."""
+    token = await _signed_and_recorded(http, noc, _claims(settings, noc))
+    assert (await http.get(ME, headers=bearer(token))).status_code == 200
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["scope"] = "partner:read partner:notes"
+    altered = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    event = await _rejected_once(http, f"{header}.{altered}.{signature}", PLATFORM_TENANT_ID)
+    assert event["reason"].startswith("the signature does not verify")
+    assert (await http.get(ME, headers=bearer(token))).status_code == 200
+
+
 async def test_a_64_kb_token_is_refused_before_parsing(
     http: GatewayClient, settings: Settings, noc: Noc
 ) -> None:
