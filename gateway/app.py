@@ -51,6 +51,11 @@ from gateway.oauth.metadata import authorization_server_metadata, jwks
 from gateway.oauth.resource import partner_caller
 from gateway.oauth.revocation import revocation_endpoint
 from gateway.oauth.token import token_endpoint
+from gateway.portal.admin import AdminPages
+from gateway.portal.auditor import AuditPages
+from gateway.portal.content import ContentPages
+from gateway.portal.grants import GrantPages
+from gateway.portal.noc import NocPages
 from gateway.portal.views import PortalController
 from gateway.problems import exception_handlers
 from gateway.settings import Settings
@@ -214,6 +219,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
             jwks,
             audit_keys,
             PortalController,
+            ContentPages,
+            GrantPages,
+            AdminPages,
+            NocPages,
+            AuditPages,
             create_static_files_router(
                 path="/static", directories=[_PORTAL / "static"], include_in_schema=False
             ),

@@ -60,7 +60,7 @@ from sharing.tables import (
 from tenants.db import write_transaction
 from tenants.errors import Conflict, Forbidden, Invalid, NotFound
 from tenants.keyring import IntegrityFailure, KeyRing
-from tenants.roles import Actor, ActorKind
+from tenants.roles import Actor, ActorKind, Permission
 
 __all__ = [
     "MAX_NOTE_CHARS",
@@ -79,6 +79,7 @@ __all__ = [
 MAX_NOTE_CHARS = 20_000
 READ_SCOPE = "partner:read"
 BREAK_GLASS_SCOPE = "partner:break_glass"
+NOTES_SCOPE = "partner:notes"
 _LIVE = ("scheduled", "active")
 
 
@@ -91,18 +92,39 @@ class ReadCounter(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Partner:
-    """The calling NOC client, as its verified access token says."""
+    """Who reads for a NOC: an OAuth client, as its verified access token says, or a NOC
+    technician signed in to the portal (`for_user`). `client_pk` and `client_id` are then the
+    user's id and email."""
 
     tenant_id: uuid.UUID
     client_pk: uuid.UUID
     client_id: str
     bound_grant_id: uuid.UUID | None
     scopes: frozenset[str] = frozenset({READ_SCOPE})
+    kind: ActorKind = ActorKind.OAUTH_CLIENT
+
+    @classmethod
+    def for_user(cls, actor: Actor, grant_id: uuid.UUID, *, break_glass: bool) -> Partner:
+        """A NOC technician in the portal, reading the grant the page is about. Secrets need
+        `break_glass`: the portal sets it only right after the user entered their password
+        again. Reading needs the content permission of a NOC tenant (not an auditor's)."""
+        if actor.id is None or actor.tenant_kind is None or actor.tenant_kind.is_msp:
+            raise Forbidden("only a NOC tenant reads partner grants", code="not_noc")
+        tenant_id = actor.require(Permission.CONTENT_READ)
+        scopes = {READ_SCOPE, NOTES_SCOPE} | ({BREAK_GLASS_SCOPE} if break_glass else set())
+        return cls(
+            tenant_id=tenant_id,
+            client_pk=actor.id,
+            client_id=actor.label,
+            bound_grant_id=grant_id,
+            scopes=frozenset(scopes),
+            kind=ActorKind.USER,
+        )
 
     @property
     def actor(self) -> Actor:
         return Actor(
-            kind=ActorKind.OAUTH_CLIENT,
+            kind=self.kind,
             id=self.client_pk,
             label=self.client_id,
             tenant_id=self.tenant_id,

@@ -9,7 +9,6 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import FormMultiDict
 from litestar.di import NamedDependency
-from litestar.exceptions import NotAuthorizedException
 from litestar.params import FromPath
 from litestar.plugins.flash import flash
 from litestar.response import Redirect, Template
@@ -20,6 +19,7 @@ from litestar.status_codes import (
 )
 
 from gateway.auth import SESSION_TENANT, remember_sign_in, request_meta, resolve_actor
+from gateway.portal.common import page_context, portal_actor
 from gateway.settings import Settings
 from policies.ceiling import Ceiling
 from policies.vocabulary import DocumentKind
@@ -29,15 +29,7 @@ from tenants import service
 from tenants.errors import DomainError
 from tenants.roles import Actor, Permission
 
-__all__ = ["PortalController", "error_page", "portal_actor"]
-
-
-async def portal_actor(request: Request[Any, Any, Any]) -> Actor:
-    """Dependency of portal pages: the signed-in user, or a redirect to the sign-in page."""
-    actor = await resolve_actor(request)
-    if actor is None:
-        raise NotAuthorizedException("sign in to continue")
-    return actor
+__all__ = ["PortalController", "error_page"]
 
 
 def error_page(
@@ -137,7 +129,7 @@ class PortalController(Controller):
     @get("/", name="dashboard")
     async def dashboard(self, request: Request[Any, Any, Any]) -> Template:
         actor = await portal_actor(request)
-        context = await _page_context(actor)
+        context = await page_context(actor)
         if actor.tenant_id is not None:
             context["partnerships"] = await partnerships.list_partnerships(actor)
         return Template("dashboard.html", context=context)
@@ -196,12 +188,6 @@ class PortalController(Controller):
         return Redirect("/partnerships")
 
 
-async def _page_context(actor: NamedDependency[Actor]) -> dict[str, Any]:
-    memberships = await service.memberships_of(actor.id) if actor.id else []
-    current = next((m for m in memberships if m.tenant.id == actor.tenant_id), None)
-    return {"actor": actor, "memberships": memberships, "current": current}
-
-
 async def _partnerships_template(
     actor: NamedDependency[Actor],
     *,
@@ -209,7 +195,7 @@ async def _partnerships_template(
     form: FormMultiDict | None = None,
     status: int = 200,
 ) -> Template:
-    context = await _page_context(actor)
+    context = await page_context(actor)
     context.update(
         partnerships=await partnerships.list_partnerships(actor),
         can_manage=actor.can(Permission.PARTNERSHIP_MANAGE),
