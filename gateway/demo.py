@@ -38,8 +38,10 @@ _MSP = {"name": "Northwind IT", "slug": "northwind", "kind": "msp", "zone": "Eur
 _NOC = {"name": "NightOwl NOC", "slug": "nightowl", "kind": "noc", "zone": "America/New_York"}
 _PEOPLE = [
     ("northwind", "admin@northwind.example", "Nora Admin", Role.ADMIN),
+    ("northwind", "tech@northwind.example", "Theo Technician", Role.TECHNICIAN),
     ("northwind", "auditor@northwind.example", "Otto Auditor", Role.AUDITOR),
     ("nightowl", "admin@nightowl.example", "Nick Admin", Role.ADMIN),
+    ("nightowl", "tech@nightowl.example", "Tia Technician", Role.TECHNICIAN),
     ("nightowl", "auditor@nightowl.example", "Ada Auditor", Role.AUDITOR),
 ]
 _CLIENTS = [

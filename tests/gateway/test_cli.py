@@ -247,8 +247,10 @@ def test_demo_json_is_one_object_with_the_demo_facts(sg: Shiftgate) -> None:
     logins = {login["email"]: login for login in facts["logins"]}
     assert set(logins) == {
         "admin@northwind.example",
+        "tech@northwind.example",
         "auditor@northwind.example",
         "admin@nightowl.example",
+        "tech@nightowl.example",
         "auditor@nightowl.example",
     }
     assert all(len(login["password"]) >= 12 for login in logins.values())
