@@ -217,8 +217,8 @@ def test_demo_twice_duplicates_nothing_and_prints_the_same_logins(sg: Shiftgate)
     assert "unbroken" in sg.ok("audit", "verify", "--tenant", "northwind").stdout
     assert {t: after_first[t] for t in ("tenants", "users", "memberships")} == {
         "tenants": 2,
-        "users": 4,
-        "memberships": 4,
+        "users": 6,
+        "memberships": 6,
     }
     assert (after_first["clients"], after_first["partnerships"]) == (2, 1)
     assert sg.count("api_tokens", "name = 'demo' AND revoked_at IS NULL") == 1
@@ -226,8 +226,10 @@ def test_demo_twice_duplicates_nothing_and_prints_the_same_logins(sg: Shiftgate)
     assert second.stdout == first.stdout
     for email in (
         "admin@northwind.example",
+        "tech@northwind.example",
         "auditor@northwind.example",
         "admin@nightowl.example",
+        "tech@nightowl.example",
         "auditor@nightowl.example",
     ):
         assert email in first.stdout
