@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 import uuid
@@ -9,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from policies.ceiling import Ceiling
@@ -455,3 +457,18 @@ async def test_the_portal_roles_see_no_manage_buttons(client) -> None:
     assert msp_admin.tenant.name in page.text
     assert f"/partnerships/{pid}/" not in page.text
     assert "Invite a partner NOC" not in page.text
+
+
+@pytest.mark.slow
+async def test_a_session_ends_after_the_configured_inactivity(settings, db) -> None:
+    """Each request renews the session; a pause longer than `session_hours` signs out."""
+    short = msgspec.structs.replace(settings, session_hours=2 / 3600)  # two seconds
+    async with served(short) as client:
+        person = await make_person(await make_tenant())
+        await sign_in(client, person)
+        for _ in range(3):  # busy for longer than the limit, never idle for as long
+            await asyncio.sleep(1)
+            assert (await client.get("/")).status_code == 200
+        await asyncio.sleep(3)
+        response = await client.get("/")
+        assert (response.status_code, response.headers["location"]) == (302, "/login")
