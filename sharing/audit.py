@@ -112,6 +112,7 @@ class AuditAction(enum.StrEnum):
     WEBHOOK_DELETED = "webhook:deleted"
     WEBHOOK_SECRET_ROTATED = "webhook:secret_rotated"
     WEBHOOK_REDELIVERED = "webhook:redelivered"
+    DOCUMENT_REVEALED = "document:revealed"
 
 
 class Outcome(enum.StrEnum):

@@ -42,10 +42,12 @@ __all__ = [
     "current_title",
     "find_by_source",
     "get_document",
+    "get_summary",
     "list_documents",
     "list_revisions",
     "normalise_tags",
     "open_revision",
+    "reveal_credential",
     "revision_context",
     "update_document",
 ]
@@ -693,3 +695,84 @@ async def current_title(keyring: KeyRing, tenant_id: uuid.UUID, row: dict[str, A
 async def current_content(keyring: KeyRing, tenant_id: uuid.UUID, row: dict[str, Any]) -> Content:
     revision = await _revision_row(tenant_id, row["id"], row["current_revision"])
     return await _open_content(keyring, revision)
+
+
+# -- portal helpers -----------------------------------------------------------------------
+
+
+async def get_summary(actor: Actor, keyring: KeyRing, document_id: uuid.UUID) -> DocumentSummary:
+    """One document's metadata and current title, as lists show it (no body, so not audited)."""
+    tenant_id = actor.require(Permission.TENANT_READ)
+    row = await _document_row(tenant_id, document_id)
+    return _summary(row, await current_title(keyring, tenant_id, row))
+
+
+async def reveal_credential(
+    actor: Actor,
+    keyring: KeyRing,
+    document_id: uuid.UUID,
+    *,
+    revision: int | None = None,
+    request: RequestMeta = _NO_REQUEST,
+) -> DocumentRead:
+    """A credential document with its fields in clear, for the MSP's own staff.
+
+    The reveal is its own event (`document:revealed`, high severity), written before anything is
+    returned; it stands in for the read event, so one reveal is exactly one event.
+    """
+    tenant_id = actor.require(Permission.TENANT_READ)
+    document = await _document_row(tenant_id, document_id)
+    if not actor.can(Permission.CONTENT_READ):
+        raise Forbidden("your role may see document metadata, not bodies", code="no_body_access")
+    if document["kind"] != DocumentKind.CREDENTIAL:
+        raise Invalid("only credential documents have fields to reveal", code="not_credential")
+    number = document["current_revision"] if revision is None else revision
+    row = await _revision_row(tenant_id, document_id, number)
+    try:
+        content = await _open_content(keyring, row)
+    except IntegrityFailure as failure:
+        await record(
+            tenant_id,
+            AuditAction.DOCUMENT_INTEGRITY_FAILED,
+            actor=actor,
+            outcome=Outcome.FAILURE,
+            severity=Severity.HIGH,
+            target_type="document",
+            target_id=document_id,
+            reason=failure.detail,
+            request=request,
+            context={"revision": str(number)},
+        )
+        raise
+    shown = [
+        name
+        for name in ("username", "password", "url", "notes", "totp_seed")
+        if content.fields is not None and getattr(content.fields, name)
+    ]
+    await record(
+        tenant_id,
+        AuditAction.DOCUMENT_REVEALED,
+        actor=actor,
+        target_type="document",
+        target_id=document_id,
+        severity=Severity.HIGH,
+        request=request,
+        context={"revision": str(number), "fields": ",".join(shown)},
+    )
+    return DocumentRead(
+        id=document["id"],
+        client_id=document["client_id"],
+        kind=DocumentKind(document["kind"]),
+        tags=_tags_of(document["tags"]),
+        sensitivity=Sensitivity(document["sensitivity"]),
+        revision=number,
+        current_revision=document["current_revision"],
+        title=content.title,
+        body=content.body,
+        fields=content.fields,
+        created_at=document["created_at"],
+        updated_at=document["updated_at"],
+        archived_at=document["archived_at"],
+        revised_by=row["created_by"],
+        revised_at=row["created_at"],
+    )
