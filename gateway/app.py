@@ -276,6 +276,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Litestar:
     app.state.keyring = keyring
     app.state.signer = signer
     app.state.clock = clock
+    app.state.read_counter = read_counter
+    app.state.audit_appender = audit_appender
     return app
 
 

@@ -9,10 +9,11 @@ event cannot be written nothing is served.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+import anyio
 import msgspec
 
 from policies.ceiling import Ceiling
@@ -57,9 +58,11 @@ from sharing.tables import (
     Partnership,
     RotationItem,
 )
+from tenants import service
 from tenants.db import write_transaction
 from tenants.errors import Conflict, Forbidden, Invalid, NotFound
 from tenants.keyring import IntegrityFailure, KeyRing
+from tenants.passwords import verify_password
 from tenants.roles import Actor, ActorKind, Permission
 
 __all__ = [
@@ -69,9 +72,12 @@ __all__ = [
     "Partner",
     "PartnerDocument",
     "ReadCounter",
+    "confirm_break_glass_password",
     "list_partner_grants",
+    "list_user_grants",
     "partner_bundle",
     "partner_extension",
+    "partner_grant",
     "partner_note",
     "partner_read",
 ]
@@ -108,7 +114,7 @@ class Partner:
         """A NOC technician in the portal, reading the grant the page is about. Secrets need
         `break_glass`: the portal sets it only right after the user entered their password
         again. Reading needs the content permission of a NOC tenant (not an auditor's)."""
-        if actor.id is None or actor.tenant_kind is None or actor.tenant_kind.is_msp:
+        if actor.id is None or actor.tenant_kind is None or not actor.tenant_kind.is_noc:
             raise Forbidden("only a NOC tenant reads partner grants", code="not_noc")
         tenant_id = actor.require(Permission.CONTENT_READ)
         scopes = {READ_SCOPE, NOTES_SCOPE} | ({BREAK_GLASS_SCOPE} if break_glass else set())
@@ -772,3 +778,66 @@ async def partner_extension(
         )
         await emit((msp_id, partner.tenant_id), EventType.GRANT_EXTENSION_REQUESTED, context)
     return extension_id
+
+
+# --- The portal's NOC technician ---------------------------------------------------------------
+
+_NO_GRANT = uuid.UUID(int=0)
+
+
+async def list_user_grants(actor: Actor, clock: Clock) -> list[GrantView]:
+    """The NOC's scheduled and active grants for a technician in the portal (who, unlike a
+    token, is bound to none of them while listing)."""
+    partner = replace(Partner.for_user(actor, _NO_GRANT, break_glass=False), bound_grant_id=None)
+    return await list_partner_grants(partner, clock)
+
+
+async def partner_grant(partner: Partner, clock: Clock, grant_id: uuid.UUID) -> GrantView:
+    """The grant as it stands now, ended or not (404 unless it is the NOC's). Reads no content,
+    so it is not audited: the portal polls it to show when access ends."""
+    row = await _own_grant(partner, grant_id)
+    return grant_view(row, await clock.now())
+
+
+async def confirm_break_glass_password(
+    partner: Partner,
+    grant_id: uuid.UUID,
+    document_id: uuid.UUID,
+    password: str,
+    *,
+    request: RequestMeta,
+) -> bool:
+    """A NOC technician's password, entered again right before break-glass. A wrong one is
+    refused and audited as a denied read of the document (both chains; only the NOC's when the
+    grant is not its own, which is then a 404); nothing is read either way."""
+    if partner.kind is not ActorKind.USER:
+        raise Forbidden("only a signed-in user confirms a password", code="user_required")
+    row = await _own_grant(
+        partner, grant_id, read=AuditAction.PARTNER_DOCUMENT_DENIED, request=request
+    )
+    user = await service.user_by_email(partner.client_id)
+    encoded = (
+        user["password_hash"] if user is not None and user["id"] == partner.client_pk else None
+    )
+    valid = await anyio.to_thread.run_sync(verify_password, password, encoded)
+    if valid and user is not None and not user["disabled"]:
+        return True
+    async with write_transaction():
+        await _audit_both(
+            row["tenant_id"],
+            partner.tenant_id,
+            AuditAction.PARTNER_DOCUMENT_DENIED,
+            partner,
+            outcome=Outcome.DENIED,
+            severity=Severity.WARNING,
+            target_type="document",
+            target_id=document_id,
+            reason="reauthentication_failed: the password entered for break-glass was wrong",
+            request=request,
+            context={
+                "grant_id": str(grant_id),
+                "psa_reference": str(row["handoff_id.psa_reference"]),
+                "document_id": str(document_id),
+            },
+        )
+    return False

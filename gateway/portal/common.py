@@ -65,7 +65,7 @@ def need_msp(actor: Actor, permission: Permission) -> None:
 
 def need_noc(actor: Actor, permission: Permission = Permission.TENANT_READ) -> None:
     actor.require(permission)
-    if actor.tenant_kind is None or actor.tenant_kind.is_msp:
+    if actor.tenant_kind is None or not actor.tenant_kind.is_noc:
         raise Forbidden("only a NOC tenant has this page", code="not_noc")
 
 
@@ -90,12 +90,12 @@ def _nav(actor: Actor) -> list[NavItem]:
             items += [NavItem("/partnerships", "Partners"), NavItem("/schedule", "Schedule")]
         if actor.can(Permission.WEBHOOK_MANAGE):
             items.append(NavItem("/webhooks", "Webhooks"))
-    else:
+    if actor.tenant_kind.is_noc:
         if actor.can(Permission.CONTENT_READ):
             items.append(NavItem("/noc/grants", "My grants"))
-        if actor.can(Permission.PARTNERSHIP_MANAGE):
+        if actor.can(Permission.PARTNERSHIP_MANAGE) and not actor.tenant_kind.is_msp:
             items.append(NavItem("/partnerships", "Partners"))
-        if actor.can(Permission.TOKEN_MANAGE):
+        if actor.can(Permission.MEMBER_MANAGE):
             items.append(NavItem("/noc/clients", "OAuth clients"))
     if actor.can(Permission.AUDIT_READ):
         items.append(NavItem("/audit", "Audit"))
