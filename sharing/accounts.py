@@ -11,13 +11,14 @@ import anyio
 from sharing.audit import AuditAction, Outcome, RequestMeta, Severity, record
 from tenants import service
 from tenants.db import write_transaction
-from tenants.errors import Forbidden, Invalid
-from tenants.passwords import verify_password
+from tenants.errors import Conflict, Forbidden, Invalid
+from tenants.passwords import check_password_strength, hash_password, verify_password
 from tenants.roles import PLATFORM_TENANT_ID, Actor, ActorKind, Permission
 from tenants.service import ApiTokenInfo, IssuedToken, TenantInfo, UserInfo
 
 __all__ = [
     "add_member",
+    "change_password",
     "create_tenant",
     "create_user",
     "issue_api_token",
@@ -217,3 +218,38 @@ async def revoke_api_token(
             context={"name": info.name},
         )
     return info
+
+
+async def change_password(
+    actor: Actor, current: str, new: str, *, request: RequestMeta = _NO_REQUEST
+) -> None:
+    """A signed-in person replaces their own password, proving the current one first.
+
+    Refusals are `Invalid` with code `current_password` (wrong) or `new_password` (too short,
+    too long, or the same as the current one); nothing is written then. The change is audited
+    in each of the person's tenants.
+    """
+    if actor.kind is not ActorKind.USER or actor.id is None:
+        raise Forbidden("only a signed-in person changes their own password", code="user_required")
+    encoded = await service.password_hash_of(actor.id)
+    valid = await anyio.to_thread.run_sync(verify_password, current, encoded)
+    if not valid or encoded is None:
+        raise Invalid("the current password is wrong", code="current_password")
+    if problem := check_password_strength(new):
+        raise Invalid(problem, code="new_password")
+    if new == current:
+        raise Invalid("the new password must differ from the current one", code="new_password")
+    new_hash = await anyio.to_thread.run_sync(hash_password, new)
+    memberships = await service.memberships_of(actor.id)
+    async with write_transaction():
+        if not await service.replace_password_hash(actor.id, expected=encoded, new=new_hash):
+            raise Conflict("the password was changed meanwhile: try again", code="stale")
+        for tenant_id in sorted(m.tenant.id for m in memberships) or [PLATFORM_TENANT_ID]:
+            await record(
+                tenant_id,
+                AuditAction.PASSWORD_CHANGED,
+                actor=actor,
+                target_type="user",
+                target_id=actor.id,
+                request=request,
+            )

@@ -113,6 +113,7 @@ class AuditAction(enum.StrEnum):
     WEBHOOK_SECRET_ROTATED = "webhook:secret_rotated"
     WEBHOOK_REDELIVERED = "webhook:redelivered"
     DOCUMENT_REVEALED = "document:revealed"
+    PASSWORD_CHANGED = "user:password_changed"
 
 
 class Outcome(enum.StrEnum):

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 
 from policies.decision import MspRules
-from policies.schedule import BusinessHours
+from policies.schedule import BusinessHours, shift_end
 from sharing.audit import AuditAction, RequestMeta, record
 from sharing.tables import Grant, MspRuleSet, Schedule
 from tenants.db import write_transaction
@@ -22,6 +22,7 @@ __all__ = [
     "get_schedule",
     "load_rules",
     "load_schedule",
+    "proposed_grant_end",
     "set_rules",
     "set_schedule",
 ]
@@ -160,3 +161,12 @@ async def _rewarn_live_grants(tenant_id: uuid.UUID, rules: MspRules) -> None:
         await Grant.update({Grant.warn_at: rules.warning_at(grant["ends_at"])}).where(
             Grant.id == grant["id"]
         )
+
+
+def proposed_grant_end(
+    hours: BusinessHours, handback_buffer_minutes: int, now: datetime
+) -> datetime | None:
+    """Where a grant handed off at `now` ends unless told otherwise: the next start of business
+    hours plus the hand-back buffer; None when the schedule never closes (or never opens)."""
+    end = shift_end(hours, now)
+    return None if end is None else end + timedelta(minutes=handback_buffer_minutes)

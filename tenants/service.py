@@ -36,6 +36,8 @@ __all__ = [
     "list_api_tokens",
     "memberships_of",
     "normalise_email",
+    "password_hash_of",
+    "replace_password_hash",
     "revoke_api_token_row",
     "user_by_email",
 ]
@@ -351,3 +353,23 @@ async def actor_for_token(secret: str, now: datetime) -> Actor | None:
         tenant_kind=TenantKind(row["tenant_id.kind"]),
         scopes=frozenset(TokenScope(scope) for scope in row["scopes"]),
     )
+
+
+async def password_hash_of(user_id: uuid.UUID) -> str | None:
+    """The stored password hash of an enabled user, or None (unknown or disabled)."""
+    row = (
+        await User.select(User.password_hash)
+        .where((User.id == user_id) & User.disabled.eq(False))
+        .first()
+    )
+    return None if row is None else str(row["password_hash"])
+
+
+async def replace_password_hash(user_id: uuid.UUID, *, expected: str, new: str) -> bool:
+    """Store `new` if the user's hash is still `expected` (no change slipped in meanwhile)."""
+    updated = (
+        await User.update({User.password_hash: new})
+        .where((User.id == user_id) & (User.password_hash == expected))
+        .returning(User.id)
+    )
+    return bool(updated)

@@ -8,7 +8,6 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import FormMultiDict
-from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.plugins.flash import flash
 from litestar.response import Redirect, Template
@@ -19,11 +18,11 @@ from litestar.status_codes import (
 )
 
 from gateway.auth import SESSION_TENANT, remember_sign_in, request_meta, resolve_actor
-from gateway.portal.common import page_context, portal_actor
+from gateway.portal.common import need, page_context, portal_actor
 from gateway.settings import Settings
 from policies.ceiling import Ceiling
 from policies.vocabulary import DocumentKind
-from sharing import accounts, partnerships
+from sharing import accounts, clients, partnerships
 from sharing.partnerships import PartnershipAction, PartnershipStatus
 from tenants import service
 from tenants.errors import DomainError
@@ -164,6 +163,35 @@ class PortalController(Controller):
             actor, errors=errors, form=form, status=HTTP_422_UNPROCESSABLE_ENTITY
         )
 
+    @post("/partnerships/{partnership_id:uuid}/ceiling")
+    async def change_ceiling(
+        self, request: Request[Any, Any, Any], partnership_id: FromPath[uuid.UUID]
+    ) -> Response[Any]:
+        """The MSP's ceiling editor: the whole new ceiling, checked before anything is written.
+
+        Another tenant's partnership is a 404 whatever the input; the NOC side, or a partnership
+        that ended meanwhile, is the domain's 409 page (no form of it is on the page to show it).
+        """
+        actor = await portal_actor(request)
+        need(actor, Permission.PARTNERSHIP_MANAGE)
+        await partnerships.get_partnership(actor, partnership_id)
+        form = await request.form()
+        errors: dict[str, str] = {}
+        ceiling = _ceiling_from_form(form, errors)
+        if errors or ceiling is None:
+            return await _partnerships_template(
+                actor,
+                ceiling_errors=errors,
+                ceiling_form=form,
+                ceiling_id=partnership_id,
+                status=HTTP_422_UNPROCESSABLE_ENTITY,
+            )
+        view = await partnerships.set_ceiling(
+            actor, partnership_id, ceiling, request=request_meta(request)
+        )
+        flash(request, f"Ceiling for {view.noc.name} saved.", category="success")
+        return Redirect("/partnerships", status_code=303)
+
     @post("/partnerships/{partnership_id:uuid}/{action:str}")
     async def change(
         self,
@@ -189,25 +217,54 @@ class PortalController(Controller):
 
 
 async def _partnerships_template(
-    actor: NamedDependency[Actor],
+    actor: Actor,
     *,
     errors: dict[str, str] | None = None,
     form: FormMultiDict | None = None,
+    ceiling_errors: dict[str, str] | None = None,
+    ceiling_form: FormMultiDict | None = None,
+    ceiling_id: uuid.UUID | None = None,
     status: int = 200,
 ) -> Template:
+    """The partners page; a refused invitation or ceiling shows its input and errors again."""
     context = await page_context(actor)
+    can_manage = actor.can(Permission.PARTNERSHIP_MANAGE)
+    is_msp = bool(actor.tenant_kind and actor.tenant_kind.is_msp)
+    known_clients = (
+        await clients.list_clients(actor, include_archived=True) if can_manage and is_msp else []
+    )
     context.update(
         partnerships=await partnerships.list_partnerships(actor),
-        can_manage=actor.can(Permission.PARTNERSHIP_MANAGE),
-        is_msp=bool(actor.tenant_kind and actor.tenant_kind.is_msp),
+        can_manage=can_manage,
+        is_msp=is_msp,
         kinds=list(DocumentKind),
+        clients=known_clients,
+        client_names={client.id: client.name for client in known_clients},
         default_ceiling=Ceiling(),
         errors=errors or {},
         form=form or {},
+        ceiling_errors=ceiling_errors or {},
+        ceiling_form=ceiling_form,
+        ceiling_id=ceiling_id,
+        editable=_ceiling_editable(actor),
         actions=_actions_for(actor),
         Status=PartnershipStatus,
     )
     return Template("partnerships.html", context=context, status_code=status)
+
+
+def _ceiling_editable(actor: Actor) -> Any:
+    """Whether the actor may change this partnership's ceiling: its MSP, while it is open."""
+    open_states = {PartnershipStatus.INVITED, PartnershipStatus.ACTIVE, PartnershipStatus.SUSPENDED}
+
+    def editable(view: partnerships.PartnershipView) -> bool:
+        return (
+            actor.can(Permission.PARTNERSHIP_MANAGE)
+            and view.msp.id == actor.tenant_id
+            and view.status in open_states
+        )
+
+    return editable
 
 
 def _actions_for(actor: Actor) -> Any:
@@ -229,18 +286,28 @@ def _actions_for(actor: Actor) -> Any:
 
 
 def _ceiling_from_form(form: FormMultiDict, errors: dict[str, str]) -> Ceiling | None:
+    """The ceiling of an invitation or of the ceiling editor; messages go into `errors` by
+    field (`max_grant_hours`, `document_kinds`, `clients`, `form`)."""
     raw_hours = str(form.get("max_grant_hours", "16")).strip()
     kinds = (
         [str(kind) for kind in form.getall("document_kinds")] if "document_kinds" in form else []
     )
+    chosen: Any = "all"
+    if form.get("clients_scope") == "listed":
+        chosen = [str(client) for client in form.getall("clients")] if "clients" in form else []
+        if not chosen:
+            errors["clients"] = "Choose at least one client, or all clients."
     try:
         hours = int(raw_hours)
     except ValueError:
         errors["max_grant_hours"] = "Enter a whole number of hours."
         return None
+    if errors:
+        return None
     try:
         return msgspec.convert(
             {
+                "clients": chosen,
                 "document_kinds": kinds,
                 "max_grant_hours": hours,
                 "secrets_allowed": form.get("secrets_allowed") == "on",
@@ -253,6 +320,8 @@ def _ceiling_from_form(form: FormMultiDict, errors: dict[str, str]) -> Ceiling |
             errors["max_grant_hours"] = "Choose between 1 and 168 hours."
         elif "document_kinds" in message:
             errors["document_kinds"] = "Choose at least one document kind."
+        elif "clients" in message:
+            errors["clients"] = "Choose clients from the list."
         else:
             errors["form"] = message
         return None
