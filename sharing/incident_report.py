@@ -9,6 +9,7 @@ sees that they exist, who wrote them and when, never what they say.
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +32,7 @@ __all__ = [
     "AccessEvent",
     "IncidentReport",
     "ReportNote",
+    "grant_events",
     "incident_report",
 ]
 
@@ -187,12 +189,11 @@ async def incident_report(
     break_glass: list[AccessEvent] = []
     timeline: list[AccessEvent] = []
     access_total = 0
-    async for event in iter_matching(tenant_id, AuditQuery(grant_id=grant_id, order=Order.ASC)):
-        if event.action not in ACCESS_ACTIONS:
-            timeline.append(_access(event))
+    async for entry in grant_events(tenant_id, grant_id):
+        if entry.action not in ACCESS_ACTIONS:
+            timeline.append(entry)
             continue
         access_total += 1
-        entry = _access(event)
         if entry.break_glass:
             break_glass.append(entry)
         if len(access) < MAX_ACCESS_ROWS:
@@ -221,3 +222,11 @@ async def incident_report(
         chain=await verify_chain(tenant_id),
         generated_at=now,
     )
+
+
+async def grant_events(tenant_id: uuid.UUID, grant_id: uuid.UUID) -> AsyncIterator[AccessEvent]:
+    """Every event of the grant in `tenant_id`'s chain (the MSP's or the partner NOC's), oldest
+    first, as the report lists them; `ACCESS_ACTIONS` tells the accesses from the grant's own
+    history. The caller has checked that whoever asks may read this chain."""
+    async for event in iter_matching(tenant_id, AuditQuery(grant_id=grant_id, order=Order.ASC)):
+        yield _access(event)
