@@ -9,23 +9,44 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
+from piccolo.engine.postgres import PostgresEngine
+from piccolo.querystring import QueryString
 
 from policies.ceiling import Ceiling
-from policies.decision import GrantScope, decide_grant
+from policies.decision import (
+    DocumentFacts,
+    GrantFacts,
+    GrantScope,
+    ReadRequest,
+    decide_grant,
+    decide_read,
+)
 from policies.schedule import shift_end
-from policies.vocabulary import Sensitivity
+from policies.vocabulary import DocumentKind, Sensitivity
+from sharing import documents
 from sharing.audit import AuditAction, RequestMeta, Severity, record
+from sharing.audit_search import AuditQuery, Order, iter_matching
 from sharing.clock import Clock
 from sharing.documents import normalise_tags
 from sharing.events import EventType, emit
 from sharing.partnerships import PartnershipStatus, TenantRef
 from sharing.schedules import load_rules, load_schedule
 from sharing.sealed import open_text, seal_text
-from sharing.tables import Client, Grant, GrantExtension, Handoff, HandoffNote, Partnership
+from sharing.tables import (
+    AuditEvent,
+    Client,
+    Document,
+    Grant,
+    GrantExtension,
+    Handoff,
+    HandoffNote,
+    Partnership,
+)
 from tenants import service
 from tenants.db import write_transaction
 from tenants.errors import Conflict, Forbidden, Invalid, NotFound
@@ -37,20 +58,33 @@ __all__ = [
     "GRANT_COLUMNS",
     "MAX_SUMMARY_CHARS",
     "ExtensionView",
+    "GrantActivity",
+    "GrantRead",
     "GrantStatus",
     "GrantView",
+    "HandoffPlan",
     "HandoffView",
     "NoteView",
+    "ProposedEnd",
+    "ScopePreview",
+    "ScopedDocument",
     "Severity4",
     "complete_grant",
     "create_handoff",
     "decide_extension",
+    "default_scope",
+    "documents_in_scope",
     "effective_status",
+    "get_grant",
     "get_handoff",
+    "grant_activity",
+    "grant_reads",
     "grant_row",
     "grant_view",
     "list_grants",
     "list_notes",
+    "plan_handoff",
+    "proposed_end",
     "revoke_grant",
     "revoke_grant_tokens",
 ]
@@ -621,3 +655,358 @@ async def decide_extension(
             await emit((tenant_id, row["noc_tenant_id"]), EventType.GRANT_EXTENDED, context)
     refreshed = await GrantExtension.select().where(GrantExtension.id == extension_id).first()
     return msgspec.convert(refreshed, ExtensionView, strict=False)
+
+
+# --- Before a handoff: the plan, the proposed end, what the scope covers -----------------------
+
+
+class HandoffPlan(msgspec.Struct, frozen=True):
+    """A handoff checked as `create_handoff` checks it, with every default filled in."""
+
+    noc: TenantRef
+    partnership_id: uuid.UUID
+    ceiling: Ceiling
+    client_id: uuid.UUID
+    client_name: str
+    psa_reference: str
+    summary: str
+    severity: Severity4
+    scope: GrantScope
+    starts_at: datetime
+    ends_at: datetime
+
+
+class ProposedEnd(msgspec.Struct, frozen=True):
+    """Where a handoff made now would end by default: `shift_end` plus the hand-back buffer.
+    `shift_end` is None without business hours, or when they never close."""
+
+    time_zone: str
+    shift_end: datetime | None
+    handback_buffer_minutes: int
+
+
+class ScopedDocument(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    kind: DocumentKind
+    title: str
+    tags: list[str]
+    sensitivity: Sensitivity
+    break_glass_only: bool
+
+
+class ScopePreview(msgspec.Struct, frozen=True):
+    """The documents a grant with this scope lets the partner reach, and how many of the
+    client's (and the MSP's client-less) documents stay out of it."""
+
+    documents: list[ScopedDocument]
+    out_of_scope: int
+
+
+async def _active_partnership(
+    tenant_id: uuid.UUID, partner: str
+) -> tuple[TenantRef, dict[str, Any]]:
+    """The MSP's latest partnership with the NOC `partner` (a slug), which must be active."""
+    try:
+        noc = await service.get_tenant_by_slug(partner)
+    except NotFound:
+        raise Invalid(f"no partner NOC with the slug {partner!r}", code="partner_unknown") from None
+    partnership = (
+        await Partnership.select()
+        .where((Partnership.tenant_id == tenant_id) & (Partnership.noc_tenant_id == noc.id))
+        .order_by(Partnership.created_at, ascending=False)
+        .first()
+        .output(load_json=True)
+    )
+    if partnership is None:
+        raise Invalid(f"{noc.slug} is not a partner of this MSP", code="partner_unknown")
+    if partnership["status"] != PartnershipStatus.ACTIVE.value:
+        raise Conflict(
+            f"the partnership with {noc.slug} is {partnership['status']}",
+            code="partnership_inactive",
+        )
+    return TenantRef(noc.id, noc.name, noc.slug), partnership
+
+
+async def plan_handoff(
+    actor: Actor,
+    clock: Clock,
+    *,
+    partner: str,
+    client_id: uuid.UUID,
+    psa_reference: str,
+    summary: str,
+    severity: Severity4,
+    scope: GrantScope | None = None,
+    starts_at: datetime | None = None,
+    ends_at: datetime | None = None,
+) -> HandoffPlan:
+    """Every check `create_handoff` makes, in its order, and nothing written: what a person
+    confirms before handing off. A refusal of the grant decision lists each of its reasons in
+    `extra["reasons"]` (code and message), so that a form can show each next to its field."""
+    tenant_id = actor.require_msp(Permission.HANDOFF_CREATE, _NOT_MSP)
+    psa_reference = _text(psa_reference, "psa_reference", 100)
+    summary = _text(summary, "summary", MAX_SUMMARY_CHARS)
+    now = await clock.now()
+    noc, partnership = await _active_partnership(tenant_id, partner)
+    client = (
+        await Client.select(Client.name)
+        .where(
+            (Client.id == client_id)
+            & (Client.tenant_id == tenant_id)
+            & Client.archived_at.is_null()
+        )
+        .first()
+    )
+    if client is None:
+        raise Invalid("no such client (or it is archived)", code="client_unknown")
+    ceiling = msgspec.convert(partnership["ceiling"], Ceiling)
+    rules = await load_rules(tenant_id)
+    scope = scope or default_scope(ceiling)
+    scope = GrantScope(
+        document_kinds=sorted(set(scope.document_kinds)),
+        tags=normalise_tags(scope.tags),
+        max_sensitivity=scope.max_sensitivity,
+    )
+    begins = max(starts_at or now, now)
+    if ends_at is None:
+        schedule = await load_schedule(tenant_id)
+        if schedule is None:
+            raise Invalid("set business hours first, or give ends_at", code="no_schedule")
+        end = shift_end(schedule.hours, begins)
+        if end is None:
+            raise Invalid("the schedule never closes: give ends_at", code="no_shift_end")
+        ends_at = end + timedelta(minutes=schedule.handback_buffer_minutes)
+    decision = decide_grant(
+        scope=scope,
+        ceiling=ceiling,
+        rules=rules,
+        client_id=client_id,
+        starts_at=begins,
+        ends_at=ends_at,
+        now=now,
+        partnership_active=True,
+    )
+    if not decision.allowed:
+        raise Invalid(
+            "; ".join(reason.message for reason in decision.reasons),
+            code=",".join(decision.codes),
+            extra={"reasons": [{"code": r.code, "message": r.message} for r in decision.reasons]},
+        )
+    return HandoffPlan(
+        noc=noc,
+        partnership_id=partnership["id"],
+        ceiling=ceiling,
+        client_id=client_id,
+        client_name=client["name"],
+        psa_reference=psa_reference,
+        summary=summary,
+        severity=severity,
+        scope=scope,
+        starts_at=begins,
+        ends_at=ends_at,
+    )
+
+
+async def proposed_end(actor: Actor, clock: Clock) -> ProposedEnd:
+    """The default end of a handoff made now, as `create_handoff` computes it, and the zone to
+    show it in (the schedule's, else the tenant's)."""
+    tenant_id = actor.require_msp(Permission.HANDOFF_CREATE, _NOT_MSP)
+    schedule = await load_schedule(tenant_id)
+    if schedule is None:
+        tenant = await service.get_tenant(tenant_id)
+        return ProposedEnd(time_zone=tenant.time_zone, shift_end=None, handback_buffer_minutes=0)
+    return ProposedEnd(
+        time_zone=schedule.hours.time_zone,
+        shift_end=shift_end(schedule.hours, await clock.now()),
+        handback_buffer_minutes=schedule.handback_buffer_minutes,
+    )
+
+
+# What a read request adds to the decision: the reader's address, its break-glass reason, its
+# pace. A preview has no request, so these never take a document out of the scope; a secret is
+# listed as the bundle lists it, to be revealed by break-glass only.
+_REQUEST_CODES = frozenset({"break_glass_required", "network_not_allowed", "rate_exceeded"})
+
+
+def _document_facts(row: dict[str, Any]) -> DocumentFacts:
+    return DocumentFacts(
+        id=row["id"],
+        client_id=row["client_id"],
+        kind=DocumentKind(str(row["kind"])),
+        tags=frozenset(tag for tag in str(row["tags"]).split("|") if tag),
+        sensitivity=Sensitivity(str(row["sensitivity"])),
+        archived=row["archived_at"] is not None,
+    )
+
+
+async def documents_in_scope(
+    actor: Actor,
+    keyring: KeyRing,
+    *,
+    client_id: uuid.UUID,
+    partner: str,
+    scope: GrantScope,
+) -> ScopePreview:
+    """What a grant with `scope` would let `partner` read: each of the client's documents (and
+    the MSP's client-less ones) put to `decide_read`, as the partner bundle does, under a
+    grant in force now. Titles are opened; no body is."""
+    tenant_id = actor.require_msp(Permission.HANDOFF_CREATE, _NOT_MSP)
+    _, partnership = await _active_partnership(tenant_id, partner)
+    ceiling = msgspec.convert(partnership["ceiling"], Ceiling)
+    rules = await load_rules(tenant_id)
+    now = datetime.now(UTC)
+    grant = GrantFacts(
+        id=uuid.uuid4(),
+        status=GrantStatus.ACTIVE.value,
+        starts_at=now,
+        ends_at=now + timedelta(hours=1),  # the window is decided at read time, not here
+        client_id=client_id,
+        scope=scope,
+        partnership_active=True,
+    )
+    rows = await Document.select().where(
+        (Document.tenant_id == tenant_id)
+        & (Document.client_id.is_null() | (Document.client_id == client_id))
+        & Document.archived_at.is_null()
+    )
+    listed: list[ScopedDocument] = []
+    for row in rows:
+        facts = _document_facts(row)
+        decision = decide_read(grant, ceiling, rules, facts, ReadRequest(now))
+        if not set(decision.codes) <= _REQUEST_CODES:
+            continue
+        listed.append(
+            ScopedDocument(
+                id=facts.id,
+                kind=facts.kind,
+                title=await documents.current_title(keyring, tenant_id, row),
+                tags=sorted(facts.tags),
+                sensitivity=facts.sensitivity,
+                break_glass_only=facts.sensitivity is Sensitivity.SECRET,
+            )
+        )
+    listed.sort(key=lambda doc: (doc.kind.value, doc.title.lower()))
+    return ScopePreview(documents=listed, out_of_scope=len(rows) - len(listed))
+
+
+# --- Live grants: one grant, what happened under them -----------------------------------------
+
+
+class GrantActivity(msgspec.Struct, frozen=True):
+    """Counts from the MSP's chain: documents read (break-glass included), break-glass reads,
+    refused reads."""
+
+    reads: int = 0
+    break_glass: int = 0
+    denied: int = 0
+
+
+class GrantRead(msgspec.Struct, frozen=True):
+    occurred_at: datetime
+    actor_label: str
+    action: str
+    outcome: str
+    document_id: uuid.UUID | None
+    title: str | None
+    reason: str | None
+    break_glass: bool
+
+
+_READ_ACTIONS = (
+    AuditAction.PARTNER_DOCUMENT_READ,
+    AuditAction.BREAK_GLASS,
+    AuditAction.PARTNER_DOCUMENT_DENIED,
+)
+
+# The grant id inside an event's context, spelled exactly as the index `audit_events_tenant_grant`
+# spells it (and `audit_search` does) so that the planner uses that index.
+_GRANT_MEMBER = {True: "(context->>'grant_id')", False: "json_extract(context, '$.grant_id')"}
+
+_ACTIVITY_SQL = """
+SELECT {} AS grant_id,
+       SUM(CASE WHEN outcome = 'success' THEN 1 ELSE 0 END) AS reads,
+       SUM(CASE WHEN action = {} THEN 1 ELSE 0 END) AS break_glass,
+       SUM(CASE WHEN outcome = 'denied' THEN 1 ELSE 0 END) AS denied
+FROM audit_events
+WHERE tenant_id = {} AND {} IN ({}) AND action IN ({}, {}, {})
+GROUP BY 1
+"""
+
+
+async def get_grant(actor: Actor, clock: Clock, grant_id: uuid.UUID) -> GrantView:
+    """One of the MSP's grants (404 for any other tenant's)."""
+    tenant_id = actor.require_msp(Permission.TENANT_READ, _NOT_MSP)
+    row = await grant_row((Grant.id == grant_id) & (Grant.tenant_id == tenant_id))
+    if row is None:
+        raise NotFound("no such grant")
+    return grant_view(row, await clock.now())
+
+
+async def grant_activity(
+    actor: Actor, grant_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, GrantActivity]:
+    """Reads under each of the MSP's grants, from its own chain, in one query for them all.
+    A grant with no reads (or not the MSP's) is absent from the answer."""
+    tenant_id = actor.require_msp(Permission.TENANT_READ, _NOT_MSP)
+    if not grant_ids:
+        return {}
+    member = QueryString(_GRANT_MEMBER[isinstance(AuditEvent._meta.db, PostgresEngine)])
+    wanted = QueryString(", ".join("{}" for _ in grant_ids), *(str(g) for g in grant_ids))
+    rows = await AuditEvent.raw(
+        _ACTIVITY_SQL,
+        member,
+        AuditAction.BREAK_GLASS.value,
+        tenant_id,
+        member,
+        wanted,
+        *(action.value for action in _READ_ACTIONS),
+    )
+    return {
+        uuid.UUID(str(row["grant_id"])): GrantActivity(
+            reads=int(row["reads"] or 0),
+            break_glass=int(row["break_glass"] or 0),
+            denied=int(row["denied"] or 0),
+        )
+        for row in rows
+    }
+
+
+async def grant_reads(
+    actor: Actor, keyring: KeyRing, grant_id: uuid.UUID, *, limit: int = 200
+) -> list[GrantRead]:
+    """The latest document reads under one of the MSP's grants, allowed, break-glass (with
+    the partner's reason) and refused, newest first, with the documents' titles."""
+    tenant_id = actor.require_msp(Permission.HANDOFF_CREATE, _NOT_MSP)
+    if not await Grant.exists().where((Grant.id == grant_id) & (Grant.tenant_id == tenant_id)):
+        raise NotFound("no such grant")
+    query = AuditQuery(grant_id=grant_id, action=_READ_ACTIONS, order=Order.DESC)
+    events = []
+    async for event in iter_matching(tenant_id, query, batch=limit):
+        events.append(event)
+        if len(events) >= limit:  # the first batch: no second query is made
+            break
+    ids = {uuid.UUID(e.context["document_id"]) for e in events if "document_id" in e.context}
+    titles: dict[uuid.UUID, str] = {}
+    if ids:
+        rows = await Document.select().where(
+            (Document.tenant_id == tenant_id) & Document.id.is_in(list(ids))
+        )
+        for row in rows:
+            titles[row["id"]] = await documents.current_title(keyring, tenant_id, row)
+    reads = []
+    for event in events:
+        raw_id = event.context.get("document_id")
+        document_id = uuid.UUID(raw_id) if raw_id else None
+        reads.append(
+            GrantRead(
+                occurred_at=event.occurred_at,
+                actor_label=event.actor_label,
+                action=event.action,
+                outcome=event.outcome,
+                document_id=document_id,
+                title=titles.get(document_id) if document_id else None,
+                reason=event.reason,
+                break_glass=event.action == AuditAction.BREAK_GLASS.value,
+            )
+        )
+    return reads

@@ -8,13 +8,15 @@ from typing import Any
 
 import msgspec
 
+from sharing import documents
 from sharing.audit import AuditAction, RequestMeta, record
-from sharing.tables import RotationItem
+from sharing.tables import Document, Grant, RotationItem
 from tenants.db import write_transaction
 from tenants.errors import Conflict, NotFound
+from tenants.keyring import KeyRing
 from tenants.roles import Actor, Permission
 
-__all__ = ["RotationEntry", "list_rotation", "mark_rotated"]
+__all__ = ["RotationEntry", "RotationRow", "list_rotation", "list_rotation_titled", "mark_rotated"]
 
 
 class RotationEntry(msgspec.Struct, frozen=True):
@@ -68,3 +70,42 @@ async def mark_rotated(
         )
     refreshed = await RotationItem.select().where(RotationItem.id == item_id).first()
     return msgspec.convert(refreshed, RotationEntry, strict=False)
+
+
+class RotationRow(msgspec.Struct, frozen=True):
+    """An entry of the rotation list with what a person recognises it by."""
+
+    entry: RotationEntry
+    title: str
+    kind: str
+    psa_reference: str
+
+
+async def list_rotation_titled(
+    actor: Actor, keyring: KeyRing, *, include_rotated: bool = False
+) -> list[RotationRow]:
+    """`list_rotation` with each credential's current title and the incident it was revealed
+    in; the credentials themselves are not opened."""
+    entries = await list_rotation(actor, include_rotated=include_rotated)
+    if not entries:
+        return []
+    tenant_id = actor.require(Permission.TENANT_READ)
+    docs = await Document.select().where(
+        (Document.tenant_id == tenant_id)
+        & Document.id.is_in(list({entry.document_id for entry in entries}))
+    )
+    titles = {row["id"]: await documents.current_title(keyring, tenant_id, row) for row in docs}
+    kinds = {row["id"]: str(row["kind"]) for row in docs}
+    grants = await Grant.select(Grant.id, Grant.handoff_id.psa_reference).where(
+        (Grant.tenant_id == tenant_id) & Grant.id.is_in(list({entry.grant_id for entry in entries}))
+    )
+    incidents = {row["id"]: str(row["handoff_id.psa_reference"]) for row in grants}
+    return [
+        RotationRow(
+            entry=entry,
+            title=titles.get(entry.document_id, ""),
+            kind=kinds.get(entry.document_id, ""),
+            psa_reference=incidents.get(entry.grant_id, ""),
+        )
+        for entry in entries
+    ]
