@@ -37,6 +37,7 @@ __all__ = [
     "AuditQuery",
     "Order",
     "checked",
+    "context_member",
     "csv_chunks",
     "iter_matching",
     "matching_events",
@@ -161,7 +162,7 @@ _POSTGRES_MEMBER = {key: f"(context->>'{key}')" for key in _CONTEXT_KEYS}
 _SQLITE_MEMBER = {key: f"json_extract(context, '$.{key}')" for key in _CONTEXT_KEYS}
 
 
-def _member(key: str) -> QueryString:
+def context_member(key: str) -> QueryString:
     """`context`'s member `key` as SQL of the bound engine."""
     postgres = isinstance(AuditEvent._meta.db, PostgresEngine)
     return QueryString((_POSTGRES_MEMBER if postgres else _SQLITE_MEMBER)[key])
@@ -193,7 +194,11 @@ _CLIENTS_OF = """SELECT CAST(c.id AS TEXT) FROM oauth_clients c WHERE c.tenant_i
 def _about(target_type: str, key: str, value: str) -> WhereRaw:
     """Events whose target is `value`, or whose context names it under `key`."""
     return _raw(
-        "(target_type = {} AND target_id = {}) OR {} = {}", target_type, value, _member(key), value
+        "(target_type = {} AND target_id = {}) OR {} = {}",
+        target_type,
+        value,
+        context_member(key),
+        value,
     )
 
 
@@ -220,9 +225,9 @@ async def _where(tenant_id: uuid.UUID, query: AuditQuery) -> Any | None:
         )
         where &= _raw(
             "{} = {} OR {} IN ({})",
-            _member("psa_reference"),
+            context_member("psa_reference"),
             query.psa_reference,
-            _member("grant_id"),
+            context_member("grant_id"),
             incident_grants,
         )
     if query.client_id is not None:
@@ -232,10 +237,10 @@ async def _where(tenant_id: uuid.UUID, query: AuditQuery) -> Any | None:
         where &= _raw(
             "{} = {} OR (target_type = 'client' AND target_id = {}) OR {} IN ({})"
             " OR (target_type = 'document' AND target_id IN ({}))",
-            _member("client_id"),
+            context_member("client_id"),
             client,
             client,
-            _member("grant_id"),
+            context_member("grant_id"),
             client_grants,
             client_documents,
         )
@@ -250,11 +255,11 @@ async def _where(tenant_id: uuid.UUID, query: AuditQuery) -> Any | None:
         where &= _raw(
             "{} IN ({}) OR {} = {} OR {} = {}"
             " OR (actor_type = 'oauth_client' AND actor_id IN ({}))",
-            _member("grant_id"),
+            context_member("grant_id"),
             shared_grants,
-            _member("msp_tenant_id"),
+            context_member("msp_tenant_id"),
             str(other),
-            _member("noc_tenant_id"),
+            context_member("noc_tenant_id"),
             str(other),
             QueryString(_CLIENTS_OF, other),
         )

@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
-from piccolo.engine.postgres import PostgresEngine
 from piccolo.querystring import QueryString
 
 from policies.ceiling import Ceiling
@@ -30,7 +29,7 @@ from policies.schedule import shift_end
 from policies.vocabulary import DocumentKind, Sensitivity
 from sharing import documents
 from sharing.audit import AuditAction, RequestMeta, Severity, record
-from sharing.audit_search import AuditQuery, Order, iter_matching
+from sharing.audit_search import AuditQuery, Order, context_member, iter_matching
 from sharing.clock import Clock
 from sharing.documents import normalise_tags
 from sharing.events import EventType, emit
@@ -247,81 +246,31 @@ async def create_handoff(
     request: RequestMeta = _NO_REQUEST,
 ) -> HandoffView:
     """Hand an incident to a partner NOC; the grant ends at shift end unless told otherwise."""
-    tenant_id = actor.require_msp(Permission.HANDOFF_CREATE, _NOT_MSP)
-    psa_reference = _text(psa_reference, "psa_reference", 100)
-    summary = _text(summary, "summary", MAX_SUMMARY_CHARS)
-    now = await clock.now()
-    try:
-        noc = await service.get_tenant_by_slug(partner)
-    except NotFound:
-        raise Invalid(f"no partner NOC with the slug {partner!r}", code="partner_unknown") from None
-    partnership = (
-        await Partnership.select()
-        .where((Partnership.tenant_id == tenant_id) & (Partnership.noc_tenant_id == noc.id))
-        .order_by(Partnership.created_at, ascending=False)
-        .first()
-        .output(load_json=True)
-    )
-    if partnership is None:
-        raise Invalid(f"{noc.slug} is not a partner of this MSP", code="partner_unknown")
-    if partnership["status"] != PartnershipStatus.ACTIVE.value:
-        raise Conflict(
-            f"the partnership with {noc.slug} is {partnership['status']}",
-            code="partnership_inactive",
-        )
-    client = (
-        await Client.select(Client.name)
-        .where(
-            (Client.id == client_id)
-            & (Client.tenant_id == tenant_id)
-            & Client.archived_at.is_null()
-        )
-        .first()
-    )
-    if client is None:
-        raise Invalid("no such client (or it is archived)", code="client_unknown")
-    ceiling = msgspec.convert(partnership["ceiling"], Ceiling)
-    rules = await load_rules(tenant_id)
-    scope = scope or default_scope(ceiling)
-    scope = GrantScope(
-        document_kinds=sorted(set(scope.document_kinds)),
-        tags=normalise_tags(scope.tags),
-        max_sensitivity=scope.max_sensitivity,
-    )
-    begins = max(starts_at or now, now)
-    if ends_at is None:
-        schedule = await load_schedule(tenant_id)
-        if schedule is None:
-            raise Invalid("set business hours first, or give ends_at", code="no_schedule")
-        end = shift_end(schedule.hours, begins)
-        if end is None:
-            raise Invalid("the schedule never closes: give ends_at", code="no_shift_end")
-        ends_at = end + timedelta(minutes=schedule.handback_buffer_minutes)
-    decision = decide_grant(
-        scope=scope,
-        ceiling=ceiling,
-        rules=rules,
+    plan = await plan_handoff(
+        actor,
+        clock,
+        partner=partner,
         client_id=client_id,
-        starts_at=begins,
+        psa_reference=psa_reference,
+        summary=summary,
+        severity=severity,
+        scope=scope,
+        starts_at=starts_at,
         ends_at=ends_at,
-        now=now,
-        partnership_active=True,
     )
-    if not decision.allowed:
-        raise Invalid(
-            "; ".join(reason.message for reason in decision.reasons),
-            code=",".join(decision.codes),
-        )
+    tenant_id = actor.require_msp(Permission.HANDOFF_CREATE, _NOT_MSP)
+    noc, psa_reference, begins, ends_at = plan.noc, plan.psa_reference, plan.starts_at, plan.ends_at
+    now = await clock.now()
     handoff_id, grant_id = uuid.uuid4(), uuid.uuid4()
     status = GrantStatus.SCHEDULED if begins > now else GrantStatus.ACTIVE
     async with write_transaction():
-        sealed = await seal_text(keyring, tenant_id, "handoff", handoff_id, summary)
+        sealed = await seal_text(keyring, tenant_id, "handoff", handoff_id, plan.summary)
         await Handoff.insert(
             Handoff(
                 id=handoff_id,
                 tenant_id=tenant_id,
                 noc_tenant_id=noc.id,
-                partnership_id=partnership["id"],
+                partnership_id=plan.partnership_id,
                 client_id=client_id,
                 psa_reference=psa_reference,
                 severity=severity.value,
@@ -338,13 +287,13 @@ async def create_handoff(
                 tenant_id=tenant_id,
                 noc_tenant_id=noc.id,
                 handoff_id=handoff_id,
-                partnership_id=partnership["id"],
+                partnership_id=plan.partnership_id,
                 client_id=client_id,
-                scope=msgspec.to_builtins(scope),
+                scope=msgspec.to_builtins(plan.scope),
                 status=status.value,
                 starts_at=begins,
                 ends_at=ends_at,
-                warn_at=rules.warning_at(ends_at),
+                warn_at=plan.warn_at,
                 created_at=now,
                 updated_at=now,
             )
@@ -674,6 +623,8 @@ class HandoffPlan(msgspec.Struct, frozen=True):
     scope: GrantScope
     starts_at: datetime
     ends_at: datetime
+    warn_at: datetime | None
+    """When the worker warns that the grant ends soon (the MSP's rules), if ever."""
 
 
 class ProposedEnd(msgspec.Struct, frozen=True):
@@ -804,6 +755,7 @@ async def plan_handoff(
         scope=scope,
         starts_at=begins,
         ends_at=ends_at,
+        warn_at=rules.warning_at(ends_at),
     )
 
 
@@ -918,10 +870,6 @@ _READ_ACTIONS = (
     AuditAction.PARTNER_DOCUMENT_DENIED,
 )
 
-# The grant id inside an event's context, spelled exactly as the index `audit_events_tenant_grant`
-# spells it (and `audit_search` does) so that the planner uses that index.
-_GRANT_MEMBER = {True: "(context->>'grant_id')", False: "json_extract(context, '$.grant_id')"}
-
 _ACTIVITY_SQL = """
 SELECT {} AS grant_id,
        SUM(CASE WHEN outcome = 'success' THEN 1 ELSE 0 END) AS reads,
@@ -950,7 +898,7 @@ async def grant_activity(
     tenant_id = actor.require_msp(Permission.TENANT_READ, _NOT_MSP)
     if not grant_ids:
         return {}
-    member = QueryString(_GRANT_MEMBER[isinstance(AuditEvent._meta.db, PostgresEngine)])
+    member = context_member("grant_id")
     wanted = QueryString(", ".join("{}" for _ in grant_ids), *(str(g) for g in grant_ids))
     rows = await AuditEvent.raw(
         _ACTIVITY_SQL,
