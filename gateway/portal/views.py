@@ -22,7 +22,8 @@ from gateway.portal.common import need, page_context, portal_actor
 from gateway.settings import Settings
 from policies.ceiling import Ceiling
 from policies.vocabulary import DocumentKind
-from sharing import accounts, clients, partnerships
+from sharing import accounts, clients, handoffs, partner_access, partnerships
+from sharing.handoffs import GrantView
 from sharing.partnerships import PartnershipAction, PartnershipStatus
 from tenants import service
 from tenants.errors import DomainError
@@ -40,6 +41,12 @@ def error_page(
     headers: dict[str, str] | None = None,
 ) -> Response[Any]:
     if status == HTTP_401_UNAUTHORIZED:
+        if request.headers.get("hx-request") == "true":
+            # a polled fragment whose session ended: send the whole page to sign-in, instead
+            # of letting htmx swap the sign-in form into a corner of the page
+            return Response(
+                b"", status_code=status, headers={**(headers or {}), "HX-Redirect": "/login"}
+            )
         return Redirect("/login", headers=headers)
     # A request that never reached the session middleware (an unknown path) has no session;
     # the page then shows no flash messages instead of failing to render.
@@ -50,6 +57,18 @@ def error_page(
         status_code=status,
         headers=headers,
     )
+
+
+async def _live_grants(request: Request[Any, Any, Any], actor: Actor) -> list[GrantView]:
+    """The grants running now that this person works with: handed off (MSP staff) or received
+    (NOC technicians); none for a role that may not open them."""
+    clock = request.app.state.clock
+    kind = actor.tenant_kind
+    if kind is not None and kind.is_msp and actor.can(Permission.HANDOFF_CREATE):
+        return await handoffs.list_grants(actor, clock, live_only=True)
+    if kind is not None and kind.is_noc and actor.can(Permission.CONTENT_READ):
+        return await partner_access.list_user_grants(actor, clock)
+    return []
 
 
 def _throttle_keys(email: str, address: str | None) -> tuple[str, str]:
@@ -131,6 +150,7 @@ class PortalController(Controller):
         context = await page_context(actor)
         if actor.tenant_id is not None:
             context["partnerships"] = await partnerships.list_partnerships(actor)
+            context["live_grants"] = await _live_grants(request, actor)
         return Template("dashboard.html", context=context)
 
     @get("/partnerships", name="partnerships")

@@ -24,8 +24,12 @@ from tests.helpers import (
     Person,
     audit_events,
     csrf_token,
+    hand_off,
+    make_msp_side,
+    make_noc_side,
     make_person,
     make_tenant,
+    partner_up,
     served,
     session_for,
     sign_in,
@@ -472,3 +476,37 @@ async def test_a_session_ends_after_the_configured_inactivity(settings, db) -> N
         await asyncio.sleep(3)
         response = await client.get("/")
         assert (response.status_code, response.headers["location"]) == (302, "/login")
+
+
+async def test_a_polled_fragment_whose_session_ended_sends_the_page_to_sign_in(client) -> None:
+    """htmx follows `HX-Redirect` with the whole page; a plain redirect would put the sign-in
+    form inside the polled part of the page."""
+    response = await client.get("/grants/live", headers={"HX-Request": "true"})
+    assert response.status_code == 401
+    assert response.headers["hx-redirect"] == "/login"
+    plain = await client.get("/grants/live")
+    assert (plain.status_code, plain.headers["location"]) == (302, "/login")
+
+
+async def test_the_dashboard_lists_running_grants_to_those_who_work_them(client) -> None:
+    msp = await make_msp_side(client)
+    noc = await make_noc_side()
+    await partner_up(msp, noc)
+    created = await hand_off(client, msp, noc)
+    grant_id = created["grant"]["id"]
+    technicians = [
+        (await make_person(msp.tenant, Role.TECHNICIAN), f"/grants/{grant_id}"),
+        (await make_person(noc.tenant, Role.TECHNICIAN), f"/noc/grants/{grant_id}"),
+    ]
+    for person, link in technicians:
+        client.cookies.clear()
+        await sign_in(client, person)
+        page = (await client.get("/")).text
+        assert "Grants running now" in page
+        assert f'href="{link}">{created["psa_reference"]}</a>' in page
+    for tenant in (msp.tenant, noc.tenant):  # auditors review the log, they do not work grants
+        client.cookies.clear()
+        await sign_in(client, await make_person(tenant, Role.AUDITOR))
+        page = (await client.get("/")).text
+        assert "Grants running now" not in page and grant_id not in page
+        assert 'href="/audit"' in page
