@@ -400,12 +400,19 @@ async def get_document(
     *,
     revision: int | None = None,
     request: RequestMeta = _NO_REQUEST,
+    reveal: bool = False,
 ) -> DocumentRead:
-    """A revision's decrypted content (the current one by default); the read is audited."""
+    """A revision's decrypted content (the current one by default); the read is audited.
+
+    `reveal` is a person's explicit "show the credential" (see `reveal_credential`): audited as
+    `document:revealed` at high severity instead of a plain read.
+    """
     tenant_id = actor.require(Permission.TENANT_READ)
     document = await _document_row(tenant_id, document_id)
     if not actor.can(Permission.CONTENT_READ):
         raise Forbidden("your role may see document metadata, not bodies", code="no_body_access")
+    if reveal and document["kind"] != DocumentKind.CREDENTIAL:
+        raise Invalid("only credential documents have fields to reveal", code="not_credential")
     number = document["current_revision"] if revision is None else revision
     row = await _revision_row(tenant_id, document_id, number)
     try:
@@ -424,15 +431,26 @@ async def get_document(
             context={"revision": str(number)},
         )
         raise
+    if reveal:
+        shown = [name for name in CredentialFields.__struct_fields__ if _field(content, name)]
+        action, severity = AuditAction.DOCUMENT_REVEALED, Severity.HIGH
+        context = {"revision": str(number), "fields": ",".join(shown)}
+    else:
+        action, context = (
+            AuditAction.DOCUMENT_READ,
+            {"revision": str(number), "kind": document["kind"]},
+        )
+        is_credential = document["kind"] == DocumentKind.CREDENTIAL
+        severity = Severity.WARNING if is_credential else Severity.INFO
     await record(
         tenant_id,
-        AuditAction.DOCUMENT_READ,
+        action,
         actor=actor,
         target_type="document",
         target_id=document_id,
-        severity=Severity.WARNING if document["kind"] == DocumentKind.CREDENTIAL else Severity.INFO,
+        severity=severity,
         request=request,
-        context={"revision": str(number), "kind": document["kind"]},
+        context=context,
     )
     return DocumentRead(
         id=document["id"],
@@ -451,6 +469,10 @@ async def get_document(
         revised_by=row["created_by"],
         revised_at=row["created_at"],
     )
+
+
+def _field(content: Content, name: str) -> bool:
+    return content.fields is not None and bool(getattr(content.fields, name))
 
 
 async def list_revisions(actor: Actor, document_id: uuid.UUID) -> list[RevisionSummary]:
@@ -720,59 +742,6 @@ async def reveal_credential(
     The reveal is its own event (`document:revealed`, high severity), written before anything is
     returned; it stands in for the read event, so one reveal is exactly one event.
     """
-    tenant_id = actor.require(Permission.TENANT_READ)
-    document = await _document_row(tenant_id, document_id)
-    if not actor.can(Permission.CONTENT_READ):
-        raise Forbidden("your role may see document metadata, not bodies", code="no_body_access")
-    if document["kind"] != DocumentKind.CREDENTIAL:
-        raise Invalid("only credential documents have fields to reveal", code="not_credential")
-    number = document["current_revision"] if revision is None else revision
-    row = await _revision_row(tenant_id, document_id, number)
-    try:
-        content = await _open_content(keyring, row)
-    except IntegrityFailure as failure:
-        await record(
-            tenant_id,
-            AuditAction.DOCUMENT_INTEGRITY_FAILED,
-            actor=actor,
-            outcome=Outcome.FAILURE,
-            severity=Severity.HIGH,
-            target_type="document",
-            target_id=document_id,
-            reason=failure.detail,
-            request=request,
-            context={"revision": str(number)},
-        )
-        raise
-    shown = [
-        name
-        for name in ("username", "password", "url", "notes", "totp_seed")
-        if content.fields is not None and getattr(content.fields, name)
-    ]
-    await record(
-        tenant_id,
-        AuditAction.DOCUMENT_REVEALED,
-        actor=actor,
-        target_type="document",
-        target_id=document_id,
-        severity=Severity.HIGH,
-        request=request,
-        context={"revision": str(number), "fields": ",".join(shown)},
-    )
-    return DocumentRead(
-        id=document["id"],
-        client_id=document["client_id"],
-        kind=DocumentKind(document["kind"]),
-        tags=_tags_of(document["tags"]),
-        sensitivity=Sensitivity(document["sensitivity"]),
-        revision=number,
-        current_revision=document["current_revision"],
-        title=content.title,
-        body=content.body,
-        fields=content.fields,
-        created_at=document["created_at"],
-        updated_at=document["updated_at"],
-        archived_at=document["archived_at"],
-        revised_by=row["created_by"],
-        revised_at=row["created_at"],
+    return await get_document(
+        actor, keyring, document_id, revision=revision, request=request, reveal=True
     )
