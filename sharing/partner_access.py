@@ -281,6 +281,34 @@ async def _audit_both(
     await append_events(_both_chains(msp_id, partner, action, **fields))
 
 
+async def _deny_document(
+    row: dict[str, Any],
+    partner: Partner,
+    document_id: uuid.UUID,
+    reason: str,
+    request: RequestMeta,
+) -> None:
+    """A refused read of a document under the grant `row`, audited in both chains."""
+    async with write_transaction():
+        await _audit_both(
+            row["tenant_id"],
+            partner.tenant_id,
+            AuditAction.PARTNER_DOCUMENT_DENIED,
+            partner,
+            outcome=Outcome.DENIED,
+            severity=Severity.WARNING,
+            target_type="document",
+            target_id=document_id,
+            reason=reason,
+            request=request,
+            context={
+                "grant_id": str(row["id"]),
+                "psa_reference": str(row["handoff_id.psa_reference"]),
+                "document_id": str(document_id),
+            },
+        )
+
+
 def _both_chains(
     msp_id: uuid.UUID, partner: Partner, action: AuditAction, **fields: Any
 ) -> list[EventSpec]:
@@ -502,24 +530,9 @@ async def _slow_read_context(
         .first()
     )
     if doc is None:
-        async with write_transaction():
-            await _audit_both(
-                msp_id,
-                partner.tenant_id,
-                AuditAction.PARTNER_DOCUMENT_DENIED,
-                partner,
-                outcome=Outcome.DENIED,
-                severity=Severity.WARNING,
-                target_type="document",
-                target_id=document_id,
-                reason="document_unknown: no such document",
-                request=request,
-                context={
-                    "grant_id": str(grant_id),
-                    "psa_reference": str(row["handoff_id.psa_reference"]),
-                    "document_id": str(document_id),
-                },
-            )
+        await _deny_document(
+            row, partner, document_id, "document_unknown: no such document", request
+        )
         raise NotFound("no such document")
     grant, ceiling = await _facts(row)
     return row, doc, grant, ceiling, await load_rules(msp_id)
@@ -822,22 +835,6 @@ async def confirm_break_glass_password(
     valid = await anyio.to_thread.run_sync(verify_password, password, encoded)
     if valid and user is not None and not user["disabled"]:
         return True
-    async with write_transaction():
-        await _audit_both(
-            row["tenant_id"],
-            partner.tenant_id,
-            AuditAction.PARTNER_DOCUMENT_DENIED,
-            partner,
-            outcome=Outcome.DENIED,
-            severity=Severity.WARNING,
-            target_type="document",
-            target_id=document_id,
-            reason="reauthentication_failed: the password entered for break-glass was wrong",
-            request=request,
-            context={
-                "grant_id": str(grant_id),
-                "psa_reference": str(row["handoff_id.psa_reference"]),
-                "document_id": str(document_id),
-            },
-        )
+    reason = "reauthentication_failed: the password entered for break-glass was wrong"
+    await _deny_document(row, partner, document_id, reason, request)
     return False
