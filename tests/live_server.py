@@ -18,6 +18,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,14 +41,20 @@ def call(url: str, *, data: bytes | None = None, headers: dict[str, str] | None 
         return json.loads(response.read())
 
 
-async def _pg(url: str, sql: str) -> None:
+def _pg(url: str, sql: str) -> None:
+    """Run `sql` on the PostgreSQL server, from a thread of its own: the caller's thread may
+    already run an event loop (Playwright's)."""
     import asyncpg
 
-    connection = await asyncpg.connect(url)
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
+    async def run() -> None:
+        connection = await asyncpg.connect(url)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, run()).result()
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,7 @@ def live_gateway(
     name = None
     if settings.database_kind == "postgres":
         name = f"shiftgate_live_{secrets.token_hex(4)}"
-        asyncio.run(_pg(settings.database_url, f"CREATE DATABASE {name}"))
+        _pg(settings.database_url, f"CREATE DATABASE {name}")
         env["DATABASE_URL"] = settings.database_url.rsplit("/", 1)[0] + "/" + name
         env["REDIS_URL"] = settings.redis_url or ""
         env["SHIFTGATE_REDIS_NAMESPACE"] = f"live-{secrets.token_hex(4)}"
@@ -117,4 +124,4 @@ def live_gateway(
             log.close()
     finally:
         if name is not None:
-            asyncio.run(_pg(settings.database_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            _pg(settings.database_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

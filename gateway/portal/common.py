@@ -42,8 +42,16 @@ _MARKDOWN = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("
 
 
 def render_markdown(text: str) -> Markup:
-    """Markdown as safe HTML for a template (raw HTML in the source is escaped)."""
-    return Markup(_MARKDOWN.render(text))  # noqa: S704 - markdown-it escapes raw HTML
+    """Markdown as safe HTML for a template (raw HTML in the source is escaped).
+
+    Its headings move one level down (`#` becomes `<h2>`): the page around it has the `<h1>`.
+    """
+    tokens = _MARKDOWN.parse(text)
+    for token in tokens:
+        if token.type in {"heading_open", "heading_close"}:
+            token.tag = f"h{min(int(token.tag[1]) + 1, 6)}"
+    html = _MARKDOWN.renderer.render(tokens, _MARKDOWN.options, {})
+    return Markup(html)  # noqa: S704 - markdown-it escapes raw HTML
 
 
 async def portal_actor(request: Request[Any, Any, Any]) -> Actor:

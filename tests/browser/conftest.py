@@ -8,6 +8,7 @@ Screenshots of the main pages go to `tests/output/screenshots/` (not committed).
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +31,7 @@ CHROMIUM_ARGS = [
 ]
 
 pytestmark = pytest.mark.browser
+_PAGE_STATUS = re.compile(r"Failed to load resource: the server responded with a status of 4\d\d")
 
 
 def _missing() -> str | None:
@@ -82,20 +84,28 @@ class Browsing:
         options.setdefault("viewport", {"width": 1280, "height": 900})
         context = self.browser.new_context(base_url=self.live.base, **options)
         self.contexts.append(context)
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        page.on(
-            "console",
-            lambda message: (
-                self.console_errors.append(f"{page.url}: {message.text}")
-                if message.type == "error"
-                else None
-            ),
-        )
-        page.on("pageerror", lambda error: self.console_errors.append(f"{page.url}: {error}"))
+        page = self.watch(context.new_page())
         if email is not None:
             sign_in(page, email, self.live.login(email))
         return page
+
+    def watch(self, page: Any) -> Any:
+        """`page` (a new tab, say), with its console errors kept like every other's."""
+        page.set_default_timeout(15_000)
+        page.on("console", lambda message: self._console(page, message))
+        page.on("pageerror", lambda error: self.console_errors.append(f"{page.url}: {error}"))
+        return page
+
+    def _console(self, page: Any, message: Any) -> None:
+        """Keep the console's errors, except the status of a page that is itself the answer:
+        a form refused with 422, a read refused with 403 (the page shows why). A script,
+        stylesheet or htmx request that fails still counts."""
+        if message.type != "error":
+            return
+        document = message.location.get("url") == page.url
+        if document and _PAGE_STATUS.match(message.text):
+            return
+        self.console_errors.append(f"{page.url}: {message.text}")
 
     def close(self) -> None:
         for context in self.contexts:

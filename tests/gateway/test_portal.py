@@ -13,6 +13,7 @@ import httpx
 import msgspec
 import pytest
 
+from gateway.portal.common import render_markdown
 from policies.ceiling import Ceiling
 from sharing import partnerships
 from sharing.audit import verify_chain
@@ -510,3 +511,14 @@ async def test_the_dashboard_lists_running_grants_to_those_who_work_them(client)
         page = (await client.get("/")).text
         assert "Grants running now" not in page and grant_id not in page
         assert 'href="/audit"' in page
+
+
+def test_markdown_is_rendered_safely_below_the_pages_own_heading() -> None:
+    html = str(
+        render_markdown(
+            "# Runbook\n\n## Steps\n\n<script>alert(1)</script>\n\n[x](javascript:alert(1))"
+        )
+    )
+    assert "<h2>Runbook</h2>" in html and "<h3>Steps</h3>" in html and "<h1>" not in html
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert 'href="javascript:' not in html

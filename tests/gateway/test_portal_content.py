@@ -244,7 +244,7 @@ async def test_creating_a_document_from_the_editor_shows_it(client, admin) -> No
     shown = await client.get(created.headers["location"])
     assert shown.status_code == 200
     assert "<h1>Core switch outage</h1>" in shown.text
-    assert "<h1>Steps</h1>" in shown.text and "<li>check power</li>" in shown.text
+    assert "<h2>Steps</h2>" in shown.text and "<li>check power</li>" in shown.text
     assert "core, switch" in shown.text
     assert len(await audit_events(admin.tenant.id, "document:created")) == 1
 
