@@ -95,7 +95,7 @@ def _minutes(day: Weekday, text: str) -> int:
 def _range(day: Weekday, start: str, end: str) -> tuple[int, int]:
     low, high = _minutes(day, start), _minutes(day, end)
     if low >= high:
-        raise ValueError(f"{day}: a range ends after it starts ({start}-{end})")
+        raise ValueError(f"{day}: a range must end after it starts ({start}-{end})")
     return low, high
 
 

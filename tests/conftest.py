@@ -98,6 +98,9 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Browser tests run last: Playwright's sync API keeps an event loop running in this thread
+    # until the session ends, and an async test after it could not start its own.
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
     reason = _STATE.get("skip")
     for item in items:
         if reason:

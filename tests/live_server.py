@@ -65,6 +65,14 @@ class LiveGateway:
     env: dict[str, str]
     workers: str
 
+    def cli(self, *args: str, stdin: str | None = None) -> str:
+        """Run `shiftgate ARGS` against this server's database; its output (it must succeed)."""
+        done = subprocess.run(
+            [SHIFTGATE, *args], env=self.env, input=stdin, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
     def login(self, email: str) -> str:
         """The demo password of `email`."""
         return str(next(x["password"] for x in self.facts["logins"] if x["email"] == email))

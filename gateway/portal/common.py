@@ -141,5 +141,7 @@ def fragment(template: str, *, status: int = 200, **context: Any) -> Template:
 
 
 def form_text(form: FormMultiDict, name: str) -> str:
-    """A form field as stripped text; the domain checks its length and says what is wrong."""
-    return str(form.get(name, "")).strip()
+    """A form field as stripped text with LF line ends; the domain checks its length and says
+    what is wrong. (Browsers send a textarea's line breaks as CRLF, while its `maxlength`
+    counts each as one character.)"""
+    return str(form.get(name, "")).strip().replace("\r\n", "\n")

@@ -26,7 +26,7 @@ from sharing import accounts, clients, handoffs, partner_access, partnerships
 from sharing.handoffs import GrantView
 from sharing.partnerships import PartnershipAction, PartnershipStatus
 from tenants import service
-from tenants.errors import DomainError
+from tenants.errors import Conflict, DomainError, Invalid
 from tenants.roles import Actor, Permission
 
 __all__ = ["PortalController", "error_page"]
@@ -173,9 +173,8 @@ class PortalController(Controller):
                     actor, noc_slug=noc, ceiling=ceiling, request=request_meta(request)
                 )
             except DomainError as exc:
-                errors["noc" if exc.code in {"noc_unknown", "not_noc", "self"} else "form"] = (
-                    exc.detail
-                )
+                at_noc = exc.code in {"noc_unknown", "not_noc", "self", "partnership_open"}
+                errors["noc" if at_noc else "form"] = exc.detail
             else:
                 flash(request, f"Invitation sent to {noc}.", category="success")
                 return Redirect("/partnerships")
@@ -229,7 +228,7 @@ class PortalController(Controller):
             view = await partnerships.act(
                 actor, partnership_id, chosen, request=request_meta(request)
             )
-        except DomainError as exc:
+        except (Conflict, Invalid) as exc:  # another tenant's partnership stays a 404 page
             flash(request, exc.detail, category="error")
         else:
             flash(request, f"Partnership is now {view.status.value}.", category="success")

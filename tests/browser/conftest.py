@@ -30,7 +30,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 
-pytestmark = pytest.mark.browser
 _PAGE_STATUS = re.compile(r"Failed to load resource: the server responded with a status of 4\d\d")
 
 

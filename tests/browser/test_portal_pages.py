@@ -10,6 +10,8 @@ import pytest
 
 from tests.browser.conftest import Browsing
 
+pytestmark = pytest.mark.browser
+
 PEOPLE = [
     "admin@northwind.example",
     "tech@northwind.example",

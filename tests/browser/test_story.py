@@ -1,4 +1,4 @@
-"""The story of DESIGN.md, clicked through in a real browser (issue #8's acceptance).
+"""The story of DESIGN.md, clicked through in a real browser: the portal's acceptance test.
 
 Northwind IT's technician hands an incident to NightOwl NOC; NightOwl's technician watches the
 grant appear, reads the bundle, a standard document and, by break-glass, a secret; Northwind's
@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import re
 import secrets
-import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import Browsing
-from tests.live_server import SHIFTGATE
+
+pytestmark = pytest.mark.browser
 
 MSP_TECH = "tech@northwind.example"
 NOC_TECH = "tech@nightowl.example"
@@ -325,16 +326,9 @@ def auditor_exports_and_verifies_the_chain(story: Story, auditor: Any, *, tenant
     published = auditor.request.get(keys_link.get_attribute("href")).json()["keys"]
     assert published, "the tenant publishes its audit signing keys"
     trust = [arg for key in published for arg in ("--trust-key", key["public_key"])]
-    checked = subprocess.run(
-        [SHIFTGATE, "audit", "verify-export", str(path), *trust],
-        env=story.browsing.live.env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert checked.returncode == 0, checked.stderr
-    assert checked.stdout.startswith("verified "), checked.stdout
-    assert f"tenant {tenant}" in checked.stdout and "trusted" in checked.stdout
+    checked = story.browsing.live.cli("audit", "verify-export", str(path), *trust)
+    assert checked.startswith("verified "), checked
+    assert f"tenant {tenant}" in checked and "trusted" in checked
 
 
 # --- Helpers -------------------------------------------------------------------------------------
