@@ -302,10 +302,12 @@ _BAD_SCHEDULES = [
     ),
     pytest.param({"time_zone": "UTC", "weekly": {"mon": [["8:00", "09:00"]]}}, "8:00", id="h-mm"),
     pytest.param(
-        {"time_zone": "UTC", "weekly": {"mon": [["08:00", "07:00"]]}}, "ends after", id="reversed"
+        {"time_zone": "UTC", "weekly": {"mon": [["08:00", "07:00"]]}},
+        "must end after",
+        id="reversed",
     ),
     pytest.param(
-        {"time_zone": "UTC", "weekly": {"mon": [["08:00", "08:00"]]}}, "ends after", id="empty"
+        {"time_zone": "UTC", "weekly": {"mon": [["08:00", "08:00"]]}}, "must end after", id="empty"
     ),
     pytest.param(
         {"time_zone": "UTC", "weekly": {"tue": [["08:00", "12:00"], ["11:00", "13:00"]]}},
@@ -369,7 +371,7 @@ def test_touching_ranges_and_24_00_are_accepted() -> None:
     [
         ({"time_zone": "Mars/Olympus_Mons"}, "unknown time zone"),
         ({"time_zone": "UTC", "weekly": {"mon": [["25:00", "26:00"]]}}, "25:00"),
-        ({"time_zone": "UTC", "weekly": {"mon": [["08:00", "07:00"]]}}, "ends after"),
+        ({"time_zone": "UTC", "weekly": {"mon": [["08:00", "07:00"]]}}, "must end after"),
         (
             {"time_zone": "UTC", "weekly": {"mon": [["08:00", "12:00"], ["11:00", "13:00"]]}},
             "overlap",
