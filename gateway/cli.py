@@ -174,8 +174,13 @@ def _cmd_demo(args: argparse.Namespace) -> None:
         print(json.dumps(facts, indent=2))
         return
     print("Demo data ready. Sign in at " + facts["portal_url"] + "/login with:")
-    for login in facts["logins"]:
-        print(f"  {login['tenant']:>9} {login['role']:<8} {login['email']:<28} {login['password']}")
+    logins = facts["logins"]
+    widths = [max(len(login[key]) for login in logins) for key in ("tenant", "role", "email")]
+    for login in logins:
+        tenant, role, email = (login[key] for key in ("tenant", "role", "email"))
+        print(
+            f"  {tenant:>{widths[0]}} {role:<{widths[1]}} {email:<{widths[2]}} {login['password']}"
+        )
     print(f"MSP API token ({facts['msp']['slug']}): {facts['api_token']}")
     oauth = facts["oauth_client"]
     print(f"NOC OAuth client ({facts['noc']['slug']}): {oauth['client_id']}")
