@@ -325,13 +325,18 @@ async def create_handoff(
     return await get_handoff(actor, keyring, clock, handoff_id)
 
 
-async def list_grants(actor: Actor, clock: Clock, *, live_only: bool = False) -> list[GrantView]:
-    """The MSP's grants, newest first."""
+async def list_grants(
+    actor: Actor, clock: Clock, *, live_only: bool = False, ended_since: datetime | None = None
+) -> list[GrantView]:
+    """The MSP's grants, newest first: all (500 at most), the live ones only, or the live ones
+    and those ended since `ended_since`."""
     tenant_id = actor.require_msp(Permission.TENANT_READ, _NOT_MSP)
     now = await clock.now()
     where: Any = Grant.tenant_id == tenant_id
     if live_only:
         where &= Grant.status.is_in(list(_LIVE)) & (Grant.ends_at > now)
+    elif ended_since is not None:  # a grant never ends after its `ends_at`
+        where &= Grant.status.is_in(list(_LIVE)) | (Grant.ends_at >= ended_since)
     rows = (
         await Grant.select(*GRANT_COLUMNS)
         .where(where)

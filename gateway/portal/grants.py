@@ -380,8 +380,8 @@ async def _grants_context(request: _Request, actor: Actor) -> dict[str, Any]:
     """The live list: scheduled and active grants, soonest end first; then the recently
     ended, latest first. Reads and break-glass counts in one query for all of them."""
     clock = _clock(request)
-    views = await handoffs.list_grants(actor, clock)
     now = await clock.now()
+    views = await handoffs.list_grants(actor, clock, ended_since=now - _RECENT)
     live = sorted((g for g in views if g.status in _LIVE), key=lambda g: g.ends_at)
     ended = sorted(
         (g for g in views if g.status not in _LIVE and _ended_at(g) >= now - _RECENT),

@@ -519,6 +519,20 @@ async def test_the_live_list_shows_a_grant_expired_without_the_worker(
     assert (await grant_row(grant_id))["status"] == "active"  # the worker has not run
 
 
+async def test_the_live_list_keeps_ended_grants_for_a_week(
+    http: AppClient, signed_in: Parties, clock: ManualClock
+) -> None:
+    ends = STORY_START + timedelta(hours=2)
+    grant_id = (await hand_off(http, signed_in.msp, signed_in.noc, ends_at=ends.isoformat()))[
+        "grant"
+    ]["id"]
+
+    clock.set(ends + timedelta(days=6, hours=23))
+    assert f'<tr id="grant-{grant_id}">' in (await http.get("/grants/live")).text
+    clock.set(ends + timedelta(days=7, minutes=1))
+    assert f"grant-{grant_id}" not in (await http.get("/grants/live")).text
+
+
 async def test_the_grant_page_shows_break_glass_reasons_and_notes_as_markdown(
     http: AppClient, signed_in: Parties
 ) -> None:
