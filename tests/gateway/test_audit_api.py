@@ -79,10 +79,12 @@ async def _walk(http: httpx.AsyncClient, params: dict[str, Any], **kwargs: Any) 
             return events
 
 
-def _is_problem(response: httpx.Response, *statuses: int) -> None:
+def _problem_detail(response: httpx.Response, *statuses: int) -> str:
+    """The problem's `detail`, once the response is a problem with one of `statuses`."""
     assert response.status_code in statuses, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
-    assert response.json()["detail"]
+    detail: str = response.json()["detail"]
+    return detail
 
 
 # --- Search ----------------------------------------------------------------------------------
@@ -115,7 +117,7 @@ async def test_an_audit_token_searches_and_other_tokens_do_not(scene) -> None:
     assert found.json()["events"]
     for url in (EVENTS, CSV, _report(scene)):
         refused = await scene.http.get(url, headers=everything_else)
-        _is_problem(refused, 403)
+        assert _problem_detail(refused, 403)
         assert refused.json()["code"] == "permission_missing"
 
 
@@ -200,7 +202,7 @@ async def lone_auditor(settings, db) -> AsyncIterator[AppClient]:
 async def test_bad_filter_values_are_problems_never_a_500(lone_auditor, params) -> None:
     for url in (EVENTS, CSV) if "cursor" not in params and "limit" not in params else (EVENTS,):
         response = await lone_auditor.get(url, params=params)
-        _is_problem(response, 400, 422)
+        assert _problem_detail(response, 400, 422)
 
 
 # --- CSV --------------------------------------------------------------------------------------
@@ -237,7 +239,7 @@ async def test_the_csv_takes_no_paging(scene) -> None:
     await _signed_in(scene, scene.msp_auditor)
     for params in ({"limit": "10"}, {"cursor": "c2VxOjU"}):
         response = await scene.http.get(CSV, params=params)
-        _is_problem(response, 422)
+        assert _problem_detail(response, 422)
 
 
 # --- Roles: technicians, auditors ------------------------------------------------------------
@@ -249,7 +251,7 @@ async def test_technicians_get_403_from_the_audit_api(scene, side) -> None:
     await _signed_in(scene, await make_person(tenant, Role.TECHNICIAN))
     for url in (EVENTS, CSV, _report(scene)):
         response = await scene.http.get(url)
-        _is_problem(response, 403)
+        assert _problem_detail(response, 403)
         assert response.json()["code"] == "permission_missing"
 
 
@@ -266,21 +268,21 @@ async def test_auditors_read_no_content(scene) -> None:
         f"/api/v1/handoffs/{scene.handoff['id']}",
     ):
         response = await scene.http.get(url)
-        _is_problem(response, 403)
+        assert _problem_detail(response, 403)
         assert response.json()["code"] == "no_body_access"
         assert scene.msp.marker not in response.text
     # The partner API takes partner access tokens only: a session there is not signed in.
     for url in partner_urls:
-        _is_problem(await scene.http.get(url), 401)
+        assert _problem_detail(await scene.http.get(url), 401)
 
     await _signed_in(scene, scene.noc_auditor)
     for url in (
         f"/api/v1/documents/{docs['credential']}",
         f"/api/v1/handoffs/{scene.handoff['id']}",
     ):
-        _is_problem(await scene.http.get(url), 403, 404)
+        assert _problem_detail(await scene.http.get(url), 403, 404)
     for url in partner_urls:
-        _is_problem(await scene.http.get(url), 401)
+        assert _problem_detail(await scene.http.get(url), 401)
 
 
 async def _ids(scene: AuditScene) -> dict[str, str]:
@@ -333,7 +335,7 @@ async def test_an_auditor_changes_nothing(scene) -> None:
             headers=headers,
         )
 
-        _is_problem(response, 403)
+        assert _problem_detail(response, 403)
         assert response.json()["code"] == "permission_missing", (method, path)
         assert await table_snapshot() == before, (method, path)
 
@@ -364,7 +366,7 @@ async def test_a_noc_auditor_changes_nothing(scene) -> None:
             headers=headers,
         )
 
-        _is_problem(response, 403)
+        assert _problem_detail(response, 403)
         assert response.json()["code"] == "permission_missing", (method, path)
         assert await table_snapshot() == before, (method, path)
 
@@ -417,14 +419,14 @@ async def test_the_report_is_not_found_for_any_other_tenant(scene) -> None:
     for person in (scene.noc_auditor, scene.noc.admin, other_auditor):
         await _signed_in(scene, person)
         found = await scene.http.get(_report(scene))
-        _is_problem(found, 404)
+        assert _problem_detail(found, 404)
         missing = await scene.http.get(unknown)
-        _is_problem(missing, 404)
+        assert _problem_detail(missing, 404)
         assert {**found.json(), "request_id": ""} == {**missing.json(), "request_id": ""}
         assert scene.msp.marker not in found.text and "PSA-4411" not in found.text
     scene.http.cookies = httpx.Cookies()
     for token in (scene.other_msp.token, await api_token(scene.noc.admin)):
-        _is_problem(await scene.http.get(_report(scene), headers=bearer(token)), 404)
+        assert _problem_detail(await scene.http.get(_report(scene), headers=bearer(token)), 404)
 
 
 async def test_the_report_names_the_first_broken_link(scene) -> None:
